@@ -1,0 +1,39 @@
+"""Command line: ``adaspx inspect PATH.h5`` prints an artifact's tree."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from adaspx import __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="adaspx", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"adaspx {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_inspect = sub.add_parser("inspect", help="print an HDF5 artifact's attributes, groups and datasets")
+    p_inspect.add_argument("path", help="an .h5 artifact written by the workflow")
+    p_inspect.add_argument("--limit", type=int, default=10, help="datasets shown per group (default 10; 0 shows all)")
+    args = parser.parse_args(argv)
+
+    if args.command == "inspect":
+        import h5py
+
+        from adaspx.h5io import describe
+
+        try:
+            print(describe(args.path, limit=args.limit or None))
+        except FileNotFoundError:
+            print(f"adaspx inspect: {args.path}: no such file", file=sys.stderr)
+            return 2
+        except OSError as err:
+            if not h5py.is_hdf5(args.path):
+                print(f"adaspx inspect: {args.path}: not an HDF5 file", file=sys.stderr)
+                return 2
+            raise err
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

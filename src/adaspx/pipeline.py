@@ -1,0 +1,600 @@
+"""File-level stages of an active-learning round: what each Snakemake rule runs.
+
+Each function reads its inputs (dataset manifest, HDF5 artifacts, CSV tables), calls the library modules that
+hold the logic, and writes its outputs atomically. Workflow scripts only unpack ``snakemake`` objects into these
+calls, so every stage can also be run and tested without Snakemake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from adaspx import IGNORE_INDEX, acquisition, annotation, datasets
+from adaspx.h5io import Artifact, ArtifactWriter, MultiArtifact, write_csv, write_json
+
+log = logging.getLogger("adaspx")
+
+SCHEMA_SUPERPIXELS = "adaspx.superpixels/1"
+SCHEMA_PROBS = "adaspx.probs/1"
+SCHEMA_REGIONS = "adaspx.regions/1"
+SCHEMA_ANSWERS = "adaspx.answers/1"
+SCHEMA_TARGETS = "adaspx.targets/1"
+
+SELECTION_COLUMNS = ["rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty"]
+ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks"]
+SUMMARY_COLUMNS = [
+    "experiment",
+    "seed",
+    "round",
+    "clicks",
+    "labeled_pixels",
+    "miou",
+    "label_precision",
+    "label_precision_before_sieve",
+]
+
+
+@contextlib.contextmanager
+def log_to(path: str | Path | None):
+    """Send logging and stderr (progress bars, warnings) of one rule to its log file."""
+    if path is None:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        old_stderr = sys.stderr
+        sys.stderr = fh
+        try:
+            yield
+        except Exception:
+            log.exception("stage failed")
+            raise
+        finally:
+            sys.stderr = old_stderr
+            root.removeHandler(handler)
+
+
+# ----------------------------------------------------------------------------------------------- dataset
+
+
+def synthesize_dataset(root: str | Path, params: Mapping[str, Any]) -> None:
+    from adaspx.synthetic import write_dataset
+
+    summary = write_dataset(root, **params)
+    log.info("synthetic dataset written to %s: %s", root, summary)
+
+
+def prepare_dataset(kind: str, root: str | Path, splits: Mapping[str, str], manifest_out: str | Path) -> None:
+    """Check every image and label of the pool and val splits, and write the manifest later rules read."""
+    manifest = datasets.build_manifest(kind, root, splits=[splits["pool"], splits["val"]])
+    manifest["pool_split"], manifest["val_split"] = splits["pool"], splits["val"]
+    write_json(manifest_out, manifest)
+
+
+def _dataset(manifest: Mapping[str, Any], which: str) -> datasets.FolderDataset:
+    return datasets.open_dataset(manifest["kind"], manifest["root"], manifest[f"{which}_split"])
+
+
+def pool_ids(manifest: Mapping[str, Any], shards: int = 1, shard: int = 0) -> list[str]:
+    return datasets.shard_ids(manifest["splits"][manifest["pool_split"]]["ids"], shards, shard)
+
+
+# ------------------------------------------------------------------------------------------- superpixels
+
+
+def base_superpixels(
+    manifest_path, out, *, method: str, params: Mapping[str, Any], shards: int, shard: int, config=None
+) -> None:
+    from adaspx.superpixels import base_superpixels as compute
+
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    ids = pool_ids(manifest, shards, shard)
+    with ArtifactWriter(out, SCHEMA_SUPERPIXELS, config=config, method=method, shard=shard, shards=shards) as w:
+        for image_id in _progress(ids, "base superpixels"):
+            labels = compute(ds.image(image_id), method, params)
+            w.add("labels", image_id, labels, regions=int(len(np.unique(labels))))
+
+
+def oracle_superpixels(manifest_path, out, *, shards: int, shard: int, config=None) -> None:
+    from adaspx.superpixels import oracle_superpixels as compute
+
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    with ArtifactWriter(out, SCHEMA_SUPERPIXELS, config=config, method="oracle", shard=shard, shards=shards) as w:
+        for image_id in _progress(pool_ids(manifest, shards, shard), "oracle superpixels"):
+            labels = compute(ds.label(image_id))
+            w.add("labels", image_id, labels, regions=int(len(np.unique(labels))))
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def train(
+    manifest_path,
+    targets_path,
+    model_out,
+    *,
+    model: str,
+    params: Mapping[str, Any],
+    seed: int,
+    threads: int | None = None,
+    progress: bool = True,
+) -> None:
+    from adaspx.training import TrainConfig, save_checkpoint, train_model
+
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    images, targets = [], []
+    with Artifact(targets_path, SCHEMA_TARGETS) as t:
+        for image_id in pool_ids(manifest):
+            target = t.get("labels", image_id)
+            if (target != IGNORE_INDEX).any():
+                images.append(ds.image(image_id))
+                targets.append(target)
+    log.info(
+        "training %s on %d images with %d labeled pixels",
+        model,
+        len(images),
+        sum(int((t != IGNORE_INDEX).sum()) for t in targets),
+    )
+    config = TrainConfig(model=model, **params)
+    net = train_model(
+        images,
+        targets,
+        num_classes=manifest["num_classes"],
+        config=config,
+        seed=seed,
+        threads=threads,
+        progress=progress,
+    )
+    save_checkpoint(
+        model_out,
+        net,
+        model_name=model,
+        num_classes=manifest["num_classes"],
+        meta={"seed": seed, "train": dict(params), "images": len(images)},
+    )
+
+
+def evaluate(
+    manifest_path, model_path, metrics_out, *, batch_size: int = 8, threads: int | None = None, **info: Any
+) -> None:
+    from adaspx.metrics import confusion_matrix, iou_from_confusion
+    from adaspx.training import load_checkpoint, predict_probs
+
+    _torch_threads(threads)
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "val")
+    net, _ = load_checkpoint(model_path)
+    c = manifest["num_classes"]
+    cm = np.zeros((c, c), dtype=np.int64)
+    ids = list(ds.ids)
+    images = (ds.image(i) for i in ids)
+    for image_id, probs in zip(ids, predict_probs(net, images, batch_size=batch_size), strict=True):
+        cm += confusion_matrix(probs.argmax(axis=0), ds.label(image_id), c)
+    result = iou_from_confusion(cm)
+    result["classes"] = manifest["classes"]
+    result["images"] = len(ids)
+    result.update(info)
+    write_json(metrics_out, result)
+
+
+def infer(
+    manifest_path,
+    model_path,
+    out,
+    *,
+    shards: int,
+    shard: int,
+    batch_size: int = 8,
+    threads: int | None = None,
+    config=None,
+    **attrs: Any,
+) -> None:
+    """Softmax probabilities of the pool shard, float16 (C, H, W) per image, written as they come."""
+    from adaspx.training import load_checkpoint, predict_probs
+
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    ids = pool_ids(manifest, shards, shard)
+    _torch_threads(threads)
+    net, _ = load_checkpoint(model_path)
+    with ArtifactWriter(
+        out, SCHEMA_PROBS, config=config, stride=1, classes=manifest["classes"], shard=shard, shards=shards, **attrs
+    ) as w:
+        images = (ds.image(i) for i in ids)
+        for image_id, probs in zip(ids, predict_probs(net, images, batch_size=batch_size), strict=True):
+            w.add("probs", image_id, probs.astype(np.float16))
+
+
+def _torch_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _probs(art, image_id: str) -> np.ndarray:
+    """float32 (C, h, w) probabilities, renormalised after the float16 round trip."""
+    p = art.get("probs", image_id).astype(np.float32)
+    p /= p.sum(axis=0, keepdims=True)
+    return p
+
+
+def _stride(art) -> int:
+    parts = art.parts if isinstance(art, MultiArtifact) else [art]
+    return int(parts[0].attrs.get("stride", 1))
+
+
+def at_label_resolution(probs: np.ndarray, shape: tuple[int, int], stride: int) -> np.ndarray:
+    """Probabilities (C, h, w) stored at ``stride`` mapped to label pixels: pixel (y, x) uses (y // s, x // s)."""
+    if stride == 1:
+        return probs
+    ys = np.arange(shape[0]) // stride
+    xs = np.arange(shape[1]) // stride
+    return probs[:, ys[:, None], xs[None, :]]
+
+
+# ------------------------------------------------------------------------------------------------- merge
+
+
+def merge_superpixels(
+    base_path,
+    probs_path,
+    out,
+    *,
+    eps: float,
+    max_visited: int | None = None,
+    threads: int | None = None,
+    config=None,
+    **attrs: Any,
+) -> None:
+    from adaspx.merge import adaptive_merge, region_stats
+
+    with (
+        Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
+        Artifact(probs_path, SCHEMA_PROBS) as pr,
+        ArtifactWriter(out, SCHEMA_REGIONS, config=config, eps=eps, **attrs) as w,
+    ):
+        ids_all, regions_all, sizes_all, unc_all, pred_all, base_counts = [], [], [], [], [], []
+        for image_id in _progress(base.names("labels"), "merge"):
+            labels = base.get("labels", image_id)
+            probs = _probs(pr, image_id)
+            merged = adaptive_merge(labels, probs, eps, channel_axis=0, max_visited=max_visited)
+            stats = region_stats(merged, probs, channel_axis=0)
+            w.add("labels", image_id, merged, regions=len(stats.ids), base_regions=int(len(np.unique(labels))))
+            ids_all += [image_id] * len(stats.ids)
+            regions_all.append(stats.ids)
+            sizes_all.append(stats.counts)
+            unc_all.append(stats.uncertainty)
+            pred_all.append(stats.predicted)
+            base_counts.append(len(np.unique(labels)))
+        w.add_table(
+            "stats",
+            {
+                "image": np.asarray(ids_all, dtype="S"),
+                "region": _cat(regions_all, np.int64),
+                "size": _cat(sizes_all, np.int64),
+                "uncertainty": _cat(unc_all, np.float64),
+                "predicted": _cat(pred_all, np.int64),
+            },
+        )
+        log.info("merged %d base regions into %d regions", sum(base_counts), sum(len(r) for r in regions_all))
+
+
+def _cat(parts, dtype) -> np.ndarray:
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------- acquisition
+
+
+def acquire(
+    manifest_path,
+    region_paths: Sequence[str],
+    probs_paths: Sequence[str],
+    answers_path: str | None,
+    out,
+    *,
+    strategy: str,
+    budget: int,
+    seed: int,
+    round: int,
+    exclude_labeled: float | None = None,
+) -> None:
+    """Score every candidate region of the pool and write the regions to query under the click budget."""
+    if strategy not in acquisition.STRATEGIES:
+        raise ValueError(f"acquisition {strategy!r} unknown; expected one of {', '.join(acquisition.STRATEGIES)}")
+    if budget < 0:
+        raise ValueError(f"budget must be >= 0 clicks, got {budget}")
+    manifest = datasets.load_manifest(manifest_path)
+    needs_probs = strategy != "random"
+    if needs_probs and not probs_paths:
+        raise ValueError(f"acquisition {strategy!r} needs the previous round's probabilities")
+    regions = MultiArtifact(region_paths)
+    probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if needs_probs else None
+    answers = Artifact(answers_path, SCHEMA_ANSWERS) if answers_path else None
+    cols: dict[str, list] = {k: [] for k in ("image", "region", "size", "uncertainty", "predicted", "labeled")}
+    class_pixels = np.zeros(manifest["num_classes"], dtype=np.int64)
+    try:
+        for image_id in _progress(pool_ids(manifest), "acquire"):
+            labels = regions.get("labels", image_id)
+            if probs is not None:
+                from adaspx.merge import region_stats
+
+                p = _probs(probs, image_id)
+                stats = region_stats(labels, p, channel_axis=0)
+                rid, size, unc, pred = stats.ids, stats.counts, stats.uncertainty, stats.predicted
+                class_pixels += np.bincount(
+                    at_label_resolution(p, labels.shape, _stride(probs)).argmax(axis=0).ravel(),
+                    minlength=len(class_pixels),
+                )
+            else:
+                rid, size = np.unique(labels, return_counts=True)
+                unc = np.full(len(rid), np.nan)
+                pred = np.full(len(rid), -1)
+            if answers is not None:
+                answered = answers.get("labels", image_id) >= 0
+                _, inv = np.unique(labels, return_inverse=True)
+                labeled = np.bincount(inv.ravel(), weights=answered.ravel(), minlength=len(rid)) / size
+            else:
+                labeled = np.zeros(len(rid))
+            cols["image"] += [image_id] * len(rid)
+            for key, val in (
+                ("region", rid),
+                ("size", size),
+                ("uncertainty", unc),
+                ("predicted", pred),
+                ("labeled", labeled),
+            ):
+                cols[key].append(np.asarray(val))
+    finally:
+        regions.close()
+        if probs is not None:
+            probs.close()
+        if answers is not None:
+            answers.close()
+    cand = pd.DataFrame({k: (v if k == "image" else np.concatenate(v)) for k, v in cols.items()})
+    if exclude_labeled is not None:
+        keep = cand["labeled"] < exclude_labeled
+        log.info("excluding %d regions already >= %.0f%% labeled", int((~keep).sum()), 100 * exclude_labeled)
+        cand = cand[keep].reset_index(drop=True)
+    rng = np.random.default_rng([seed, round])
+    if strategy == "random":
+        scores = acquisition.random_scores(len(cand), rng)
+    elif strategy == "margin":
+        scores = acquisition.margin_scores(cand["uncertainty"].to_numpy())
+    else:
+        share = class_pixels / max(1, class_pixels.sum())
+        scores = acquisition.class_balanced_scores(cand["uncertainty"].to_numpy(), cand["predicted"].to_numpy(), share)
+    costs = np.ones(len(cand), dtype=np.int64)
+    chosen = acquisition.select_under_budget(scores, costs, budget)
+    sel = cand.iloc[chosen].copy()
+    sel.insert(0, "rank", np.arange(len(sel)))
+    sel["score"] = scores[chosen]
+    sel["clicks"] = costs[chosen]
+    write_csv(out, sel[SELECTION_COLUMNS])
+    log.info(
+        "selected %d regions (%d clicks) of %d candidates by %s",
+        len(sel),
+        int(costs[chosen].sum()),
+        len(cand),
+        strategy,
+    )
+
+
+# -------------------------------------------------------------------------------------------- annotation
+
+
+def annotate(
+    manifest_path,
+    selection_path,
+    region_paths: Sequence[str],
+    prev_answers_csv: str | None,
+    prev_answers_h5: str | None,
+    probs_paths: Sequence[str],
+    base_paths: Sequence[str],
+    *,
+    answers_csv,
+    answers_h5,
+    targets_h5,
+    stats_json,
+    round: int,
+    sieve: bool,
+    min_pixels: int | None = None,
+    config=None,
+    **attrs: Any,
+) -> None:
+    """Answer the selected regions from ground truth, append to the answers, rebuild the training targets."""
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    ids = pool_ids(manifest)
+    selection = pd.read_csv(selection_path, dtype={"image": str})
+    unknown = sorted(set(selection["image"]) - set(ids))
+    if unknown:
+        raise ValueError(f"{selection_path}: images {unknown[:5]} are not in the pool")
+    previous = (
+        pd.read_csv(prev_answers_csv, dtype={"image": str})
+        if prev_answers_csv
+        else pd.DataFrame(columns=ANSWER_COLUMNS)
+    )
+    if sieve and not probs_paths:
+        raise ValueError("sieving needs the previous round's probabilities")
+    if sieve and min_pixels is None:
+        min_pixels = _scaled_min_pixels(base_paths)
+
+    regions = MultiArtifact(region_paths)
+    prev_h5 = Artifact(prev_answers_h5, SCHEMA_ANSWERS) if prev_answers_h5 else None
+    probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if (sieve and probs_paths) else None
+    new_rows = []
+    maps: dict[str, np.ndarray] = {}
+    by_image = {k: g for k, g in selection.groupby("image", sort=False)}
+    next_row = len(previous)
+    try:
+        for image_id in _progress(ids, "annotate"):
+            gt = ds.label(image_id)
+            amap = prev_h5.get("labels", image_id) if prev_h5 else np.full(gt.shape, -1, dtype=np.int32)
+            if image_id in by_image:
+                sel = by_image[image_id]
+                rmap = regions.get("labels", image_id)
+                rids = sel["region"].to_numpy(np.int64)
+                try:
+                    labels, pixels = annotation.dominant_labels(rmap, gt, rids)
+                except ValueError as err:
+                    raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
+                for rid, lab, npx, clicks in zip(rids, labels, pixels, sel["clicks"], strict=True):
+                    amap[rmap == rid] = next_row
+                    new_rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks)))
+                    next_row += 1
+            maps[image_id] = amap
+    finally:
+        regions.close()
+        if prev_h5 is not None:
+            prev_h5.close()
+    answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
+    answer_labels = answers["label"].to_numpy(np.int64)
+
+    c = manifest["num_classes"]
+    before = np.zeros((2, c), dtype=np.int64)  # labeled, correct per class
+    after = np.zeros((2, c), dtype=np.int64)
+    try:
+        with (
+            ArtifactWriter(answers_h5, SCHEMA_ANSWERS, config=config, round=round, **attrs) as wa,
+            ArtifactWriter(targets_h5, SCHEMA_TARGETS, config=config, round=round, sieve=sieve, **attrs) as wt,
+        ):
+            for image_id in ids:
+                amap, gt = maps[image_id], ds.label(image_id)
+                wa.add("labels", image_id, amap)
+                target = annotation.targets_from_answers(amap, answer_labels)
+                _count(before, target, gt, c)
+                if probs is not None:
+                    p = at_label_resolution(_probs(probs, image_id), gt.shape, _stride(probs))
+                    target[annotation.sieve_mask(amap, answer_labels, p, min_pixels)] = IGNORE_INDEX
+                _count(after, target, gt, c)
+                wt.add("labels", image_id, target)
+    finally:
+        if probs is not None:
+            probs.close()
+    write_csv(answers_csv, answers[ANSWER_COLUMNS])
+
+    this_round = answers[answers["round"] == round]
+    lb, cb, la, ca = before[0].sum(), before[1].sum(), after[0].sum(), after[1].sum()
+    stats = {
+        "round": round,
+        "clicks_round": int(this_round["clicks"].sum()),
+        "clicks": int(answers["clicks"].sum()),
+        "regions_round": len(this_round),
+        "void_answers_round": int((this_round["label"] == IGNORE_INDEX).sum()),
+        "labeled_pixels_before_sieve": int(lb),
+        "labeled_pixels": int(la),
+        "label_precision_before_sieve": float(cb / lb) if lb else None,
+        "label_precision": float(ca / la) if la else None,
+        "correct_pixels_kept": float(ca / cb) if cb else None,
+        "sieve": sieve,
+        "sieve_min_pixels": min_pixels if sieve else None,
+        "per_class": {
+            name: {
+                "labeled_pixels": int(after[0, k]),
+                "precision_before_sieve": float(before[1, k] / before[0, k]) if before[0, k] else None,
+                "precision": float(after[1, k] / after[0, k]) if after[0, k] else None,
+            }
+            for k, name in enumerate(manifest["classes"])
+        },
+    }
+    write_json(stats_json, stats)
+
+
+def _count(acc: np.ndarray, target: np.ndarray, gt: np.ndarray, c: int) -> None:
+    """Per class of the target: labeled pixels and pixels whose target equals the ground truth."""
+    lab = target != IGNORE_INDEX
+    t = target[lab].astype(np.int64)
+    acc[0] += np.bincount(t, minlength=c)[:c]
+    acc[1] += np.bincount(t[t == gt[lab]], minlength=c)[:c]
+
+
+def _scaled_min_pixels(base_paths: Sequence[str]) -> int:
+    """The reference's 512-pixel sieving minimum, scaled from its ~256-pixel mean base superpixel.
+
+    512 px is twice the mean SEEDS-8192 superpixel on 1024x2048 Cityscapes; keep that ratio for any dataset.
+    """
+    pixels = regions = 0
+    with MultiArtifact(base_paths, SCHEMA_SUPERPIXELS) as base:
+        for name in base.names("labels"):
+            ds = base.dataset("labels", name)
+            pixels += int(np.prod(ds.shape))
+            regions += int(ds.attrs.get("regions", len(np.unique(ds[()]))))
+    return max(1, round(2 * pixels / max(1, regions)))
+
+
+# --------------------------------------------------------------------------------------------- summarize
+
+
+def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png) -> pd.DataFrame:
+    """One row per (experiment, seed, round) from each round's metrics.json and annotation_stats.json."""
+    rows = []
+    for e in entries:
+        metrics = json.loads(Path(e["metrics"]).read_text())
+        stats = json.loads(Path(e["stats"]).read_text())
+        rows.append(
+            {
+                "experiment": e["experiment"],
+                "seed": e["seed"],
+                "round": e["round"],
+                "clicks": stats["clicks"],
+                "labeled_pixels": stats["labeled_pixels"],
+                "miou": metrics["miou"],
+                "label_precision": stats["label_precision"],
+                "label_precision_before_sieve": stats["label_precision_before_sieve"],
+            }
+        )
+    frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(["experiment", "seed", "round"])
+    write_csv(summary_csv, frame)
+    plot_learning_curves(frame, curves_png)
+    return frame
+
+
+def plot_learning_curves(frame: pd.DataFrame, out) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for name, group in frame.groupby("experiment", sort=False):
+        agg = group.groupby("round").agg(
+            clicks=("clicks", "mean"), miou=("miou", "mean"), lo=("miou", "min"), hi=("miou", "max")
+        )
+        (line,) = ax.plot(agg["clicks"], 100 * agg["miou"], marker="o", label=name)
+        ax.fill_between(agg["clicks"], 100 * agg["lo"], 100 * agg["hi"], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("clicks (annotated regions)")
+    ax.set_ylabel("mIoU on val (%)")
+    ax.set_title("Learning curves (mean over seeds, band = min..max)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(out).with_name(f".{Path(out).name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(out)
+
+
+def _progress(items, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc, unit="img", file=sys.stderr, mininterval=2.0, disable=None)

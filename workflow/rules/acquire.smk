@@ -1,0 +1,18 @@
+rule acquire:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        regions=region_maps,
+        probs=acquire_probs,
+        answers=lambda w: previous(w, "answers.h5"),
+    output:
+        selection=f"{ROUND}/selection.csv",
+    params:
+        acquisition=lambda w: experiment(w.experiment)["acquisition"],
+        budget=budget,
+        seed=lambda w: int(w.seed),
+        round=lambda w: int(w.round),
+        exclude_labeled=config["al"].get("exclude_labeled"),
+    log:
+        f"{ROUND_LOGS}/acquire.log",
+    script:
+        "../scripts/acquire.py"

@@ -1,0 +1,22 @@
+rule annotate:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        selection=rules.acquire.output.selection,
+        regions=region_maps,
+        prev_answers_csv=lambda w: previous(w, "answers.csv"),
+        prev_answers_h5=lambda w: previous(w, "answers.h5"),
+        probs=sieve_probs,
+        base=BASE_SHARDS,
+    output:
+        answers_csv=f"{ROUND}/answers.csv",
+        answers_h5=f"{ROUND}/answers.h5",
+        targets=f"{ROUND}/targets.h5",
+        stats=f"{ROUND}/annotation_stats.json",
+    params:
+        sieve=lambda w: experiment(w.experiment).get("sieve", False),
+        min_pixels=config["sieve"].get("min_pixels"),
+        attrs=artifact_attrs,
+    log:
+        f"{ROUND_LOGS}/annotate.log",
+    script:
+        "../scripts/annotate.py"

@@ -1,0 +1,116 @@
+# Config access, paths and input functions. Rule files stay declarative.
+
+import json
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+
+DS = config["dataset"]
+DATASET_ROOT = DS["root"]
+RESULTS = f"results/{DS['name']}"
+LOGS = f"logs/{DS['name']}"
+SHARDS = list(range(config["pool"]["shards"]))
+SEEDS = config["al"]["seeds"]
+ROUNDS = config["al"]["rounds"]
+WARMUP = "warmup"  # round 0: random clicks on base superpixels, shared by all experiments of a seed
+EXPERIMENTS = {e["name"]: e for e in config["experiments"]}
+WARMUP_EXPERIMENT = {
+    "name": WARMUP,
+    "regions": "base",
+    "acquisition": "random",
+    "sieve": False,
+}
+
+if len(EXPERIMENTS) != len(config["experiments"]):
+    raise WorkflowError("experiments: experiment names must be unique")
+if DS["kind"] != "synthetic" and not Path(DATASET_ROOT).is_dir():
+    raise WorkflowError(f"dataset.root: {DATASET_ROOT} does not exist or is not a directory")
+
+
+wildcard_constraints:
+    experiment=r"[A-Za-z0-9][A-Za-z0-9_.-]*",
+    seed=r"\d+",
+    round=r"\d+",
+    shard=r"\d+",
+
+
+def experiment(name):
+    return WARMUP_EXPERIMENT if name == WARMUP else EXPERIMENTS[name]
+
+
+def round_dir(exp, seed, r):
+    """Folder of round r of an experiment; round 0 is the shared warm-up of that seed."""
+    r = int(r)
+    if r == 0:
+        return f"{RESULTS}/{WARMUP}/seed{seed}/round0"
+    return f"{RESULTS}/{exp}/seed{seed}/round{r}"
+
+
+def shards(pattern, **fmt):
+    return [pattern.format(shard=k, **fmt) for k in SHARDS]
+
+
+BASE_SHARDS = shards(RESULTS + "/superpixels/base_shard{shard}.h5")
+ORACLE_SHARDS = shards(RESULTS + "/superpixels/oracle_shard{shard}.h5")
+
+
+def region_maps(w):
+    """The region maps that round w.round selects from: base, oracle, or the experiment's adaptive
+    regions merged with the previous round's model."""
+    exp = experiment(w.experiment)
+    if int(w.round) == 0 or exp["regions"] == "base":
+        return BASE_SHARDS
+    if exp["regions"] == "oracle":
+        return ORACLE_SHARDS
+    prev = f"{RESULTS}/{w.experiment}/seed{w.seed}/round{int(w.round) - 1}"
+    return shards(prev + "/regions_shard{shard}.h5")
+
+
+def previous(w, name):
+    """A file of the previous round, or [] in round 0."""
+    r = int(w.round)
+    return [] if r == 0 else f"{round_dir(w.experiment, w.seed, r - 1)}/{name}"
+
+
+def previous_probs(w):
+    r = int(w.round)
+    return [] if r == 0 else shards(round_dir(w.experiment, w.seed, r - 1) + "/probs_shard{shard}.h5")
+
+
+def acquire_probs(w):
+    return [] if experiment(w.experiment)["acquisition"] == "random" else previous_probs(w)
+
+
+def sieve_probs(w):
+    return previous_probs(w) if experiment(w.experiment).get("sieve", False) else []
+
+
+def budget(w):
+    return config["al"]["warmup_clicks" if int(w.round) == 0 else "clicks_per_round"]
+
+
+def merge_probs(w):
+    return f"{round_dir(w.experiment, w.seed, w.round)}/probs_shard{w.shard}.h5"
+
+
+def artifact_attrs(w):
+    return {"experiment": w.experiment, "seed": int(w.seed), "round": int(w.round)}
+
+
+def summary_entries():
+    entries = []
+    for name in EXPERIMENTS:
+        for seed in SEEDS:
+            for r in range(ROUNDS + 1):
+                d = round_dir(name, seed, r)
+                entries.append(
+                    {
+                        "experiment": name,
+                        "seed": seed,
+                        "round": r,
+                        "metrics": f"{d}/metrics.json",
+                        "stats": f"{d}/annotation_stats.json",
+                    }
+                )
+    return entries

@@ -1,0 +1,15 @@
+rule merge_superpixels:
+    input:
+        base=f"{RESULTS}/superpixels/base_shard{{shard}}.h5",
+        probs=merge_probs,
+    output:
+        regions=f"{ROUND}/regions_shard{{shard}}.h5",
+    params:
+        merge=config["merge"],
+    threads: 2
+    log:
+        f"{ROUND_LOGS}/merge_superpixels_shard{{shard}}.log",
+    benchmark:
+        f"{ROUND}/benchmarks/merge_superpixels_shard{{shard}}.tsv"
+    script:
+        "../scripts/merge_superpixels.py"

@@ -1,0 +1,28 @@
+rule base_superpixels:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+    output:
+        f"{RESULTS}/superpixels/base_shard{{shard}}.h5",
+    params:
+        method=config["superpixels"]["method"],
+        method_params=config["superpixels"].get(config["superpixels"]["method"], {}),
+        shards=len(SHARDS),
+    log:
+        f"{LOGS}/base_superpixels_shard{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/base_superpixels_shard{{shard}}.tsv"
+    script:
+        "../scripts/base_superpixels.py"
+
+
+rule oracle_superpixels:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+    output:
+        f"{RESULTS}/superpixels/oracle_shard{{shard}}.h5",
+    params:
+        shards=len(SHARDS),
+    log:
+        f"{LOGS}/oracle_superpixels_shard{{shard}}.log",
+    script:
+        "../scripts/oracle_superpixels.py"

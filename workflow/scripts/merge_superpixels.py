@@ -1,0 +1,16 @@
+from adaspx.pipeline import log_to, merge_superpixels
+
+w = snakemake.wildcards
+with log_to(snakemake.log[0]):
+    merge_superpixels(
+        snakemake.input.base,
+        snakemake.input.probs,
+        snakemake.output.regions,
+        eps=snakemake.params.merge["eps"],
+        max_visited=snakemake.params.merge.get("max_visited"),
+        threads=snakemake.threads,
+        config=snakemake.params.merge,
+        experiment=w.experiment,
+        seed=int(w.seed),
+        round=int(w.round),
+    )

@@ -1,0 +1,12 @@
+from adaspx.pipeline import log_to, train
+
+with log_to(snakemake.log[0]):
+    train(
+        snakemake.input.manifest,
+        snakemake.input.targets,
+        snakemake.output.model,
+        model=snakemake.params.model,
+        params=snakemake.params.train,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+    )
