@@ -1,0 +1,89 @@
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from adaspx import __version__
+from adaspx.cli import main
+from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact, describe
+
+
+def test_artifact_round_trip_with_conventions(tmp_path):
+    path = tmp_path / "sp.h5"
+    labels = np.arange(12, dtype=np.int32).reshape(3, 4)
+    with ArtifactWriter(path, "adaspx.superpixels/1", config={"method": "slic"}, round=2, experiment="x") as w:
+        w.add("labels", "img_a", labels)
+        w.add_table("stats", {"region": np.arange(3), "size": np.ones(3)})
+    with h5py.File(path) as f:
+        assert f.attrs["schema"] == "adaspx.superpixels/1"
+        assert f.attrs["adaspx_version"] == __version__
+        assert f.attrs["round"] == 2 and f.attrs["experiment"] == "x"
+        assert json.loads(f.attrs["config"]) == {"method": "slic"}
+        ds = f["labels/img_a"]
+        assert ds.chunks == labels.shape and ds.compression == "gzip"
+    with Artifact(path, "adaspx.superpixels/1") as a:
+        np.testing.assert_array_equal(a.get("labels", "img_a"), labels)
+        assert a.names("labels") == ["img_a"]
+        assert a.table("stats")["region"].tolist() == [0, 1, 2]
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    path = tmp_path / "out.h5"
+    with pytest.raises(RuntimeError), ArtifactWriter(path, "adaspx.x/1") as w:
+        w.add("labels", "a", np.zeros((2, 2)))
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rewrite_keeps_previous_file(tmp_path):
+    path = tmp_path / "out.h5"
+    with ArtifactWriter(path, "adaspx.x/1") as w:
+        w.add("labels", "a", np.ones((2, 2)))
+    with pytest.raises(RuntimeError), ArtifactWriter(path, "adaspx.x/1") as w:
+        raise RuntimeError("boom")
+    with Artifact(path) as a:
+        assert a.get("labels", "a").sum() == 4
+
+
+def test_schema_mismatch_and_missing_are_clear(tmp_path):
+    path = tmp_path / "p.h5"
+    with ArtifactWriter(path, "adaspx.probs/1") as w:
+        w.add("probs", "a", np.zeros((2, 2, 2)))
+    with pytest.raises(ArtifactError, match="expected 'adaspx.superpixels/1'"):
+        Artifact(path, "adaspx.superpixels/1")
+    with pytest.raises(ArtifactError, match="no such artifact"):
+        Artifact(tmp_path / "nope.h5")
+    with Artifact(path) as a, pytest.raises(ArtifactError, match="/probs/b"):
+        a.get("probs", "b")
+
+
+def test_multi_artifact_finds_image_in_its_shard(tmp_path):
+    for k, name in enumerate(["a", "b"]):
+        with ArtifactWriter(tmp_path / f"s{k}.h5", "adaspx.x/1") as w:
+            w.add("labels", name, np.full((2, 2), k))
+    with MultiArtifact([tmp_path / "s0.h5", tmp_path / "s1.h5"]) as m:
+        assert m.names("labels") == ["a", "b"]
+        assert m.get("labels", "b").max() == 1
+
+
+def test_inspect_prints_tree(tmp_path, capsys):
+    path = tmp_path / "t.h5"
+    with ArtifactWriter(path, "adaspx.targets/1", config={"sieve": True}, round=1) as w:
+        for i in range(12):
+            w.add("labels", f"img{i:02d}", np.zeros((4, 5), dtype=np.uint8))
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "@schema = adaspx.targets/1" in out and "@round = 1" in out and '"sieve": true' in out
+    assert "labels/  (12 members)" in out
+    assert "img00  shape=(4, 5) dtype=uint8 chunks=4x5 compression=gzip(1)" in out
+    assert "... 2 more" in out
+    assert "img11" in describe(path, limit=None)
+
+
+def test_inspect_errors(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path / "missing.h5")]) == 2
+    bad = tmp_path / "bad.h5"
+    bad.write_text("not hdf5")
+    assert main(["inspect", str(bad)]) == 2
+    assert "not an HDF5 file" in capsys.readouterr().err
