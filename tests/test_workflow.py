@@ -1,0 +1,156 @@
+"""End-to-end: the real workflow through Snakemake on a tiny synthetic config, checking real artifacts."""
+
+import copy
+import json
+import re
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+from workflow_helpers import TINY_CONFIG, run_snakemake
+
+pytestmark = pytest.mark.e2e
+
+R = "results/tiny"
+
+
+def planned_rules(stdout_and_err: str) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table."""
+    table = stdout_and_err.split("Job stats:")[-1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
+
+
+def test_summary_and_curves(tiny_run):
+    summary = pd.read_csv(tiny_run / R / "summary.csv")
+    assert list(summary.columns[:6]) == ["experiment", "seed", "round", "clicks", "labeled_pixels", "miou"]
+    assert len(summary) == 3 * 3  # 3 experiments x rounds 0..2
+    assert summary["miou"].between(0, 1).all()
+    for _, g in summary.groupby("experiment"):
+        assert g.sort_values("round")["clicks"].tolist() == [12, 22, 32]
+        assert g["labeled_pixels"].is_monotonic_increasing or g["experiment"].iloc[0] == "cb_adaptive_sieve"
+    # the warm-up (round 0) is shared: same clicks, pixels and model for every experiment
+    assert summary[summary["round"] == 0][["labeled_pixels", "miou"]].nunique().max() == 1
+    png = (tiny_run / R / "learning_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+
+def test_superpixel_and_probability_artifacts(tiny_run):
+    manifest = json.loads((tiny_run / R / "manifest.json").read_text())
+    pool = manifest["splits"]["train"]["ids"]
+    seen = []
+    for k in range(2):
+        with h5py.File(tiny_run / R / f"superpixels/base_shard{k}.h5") as f:
+            assert f.attrs["schema"] == "adaspx.superpixels/1"
+            assert json.loads(f.attrs["config"])["method"] == "slic"
+            for name, ds in f["labels"].items():
+                assert ds.shape == (48, 64) and ds.dtype == np.int32
+                seen.append(name)
+        with h5py.File(tiny_run / R / f"warmup/seed0/round0/probs_shard{k}.h5") as f:
+            assert f.attrs["schema"] == "adaspx.probs/1"
+            for ds in f["probs"].values():
+                assert ds.dtype == np.float16 and ds.shape == (manifest["num_classes"], 48, 64)
+                np.testing.assert_allclose(ds[()].astype(np.float32).sum(axis=0), 1, atol=1e-2)
+    assert seen == pool  # shards partition the pool in list order
+
+
+def test_adaptive_regions_are_unions_of_base_superpixels(tiny_run):
+    d = tiny_run / R / "cb_adaptive_sieve/seed0/round1"
+    with h5py.File(d / "regions_shard0.h5") as f, h5py.File(tiny_run / R / "superpixels/base_shard0.h5") as b:
+        assert f.attrs["schema"] == "adaspx.regions/1" and f.attrs["round"] == 1
+        assert set(f["stats"].keys()) >= {"image", "region", "size", "uncertainty", "predicted"}
+        for name in f["labels"]:
+            merged, base = f["labels"][name][()], b["labels"][name][()]
+            assert merged.shape == base.shape
+            # every base superpixel lies inside one merged region, which keeps one of its members' ids
+            pairs = np.unique(np.stack([base.ravel(), merged.ravel()]), axis=1)
+            assert len(np.unique(pairs[0])) == pairs.shape[1]
+            assert np.isin(np.unique(merged), np.unique(base)).all()
+            assert len(np.unique(merged)) <= len(np.unique(base))
+
+
+def test_selection_answers_targets(tiny_run):
+    base = tiny_run / R / "cb_oracle/seed0"
+    sel = pd.read_csv(base / "round2/selection.csv")
+    assert list(sel.columns) == ["rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty"]
+    assert sel["clicks"].sum() == 10 and sel["score"].is_monotonic_decreasing
+    a1 = pd.read_csv(base / "round1/answers.csv")
+    a2 = pd.read_csv(base / "round2/answers.csv")
+    assert list(a2.columns) == ["round", "image", "region", "label", "pixels", "clicks"]
+    pd.testing.assert_frame_equal(a2.iloc[: len(a1)], a1)  # answers are append-only
+    assert (a2[len(a1) :]["round"] == 2).all()
+    # oracle regions are pure: every answered pixel is correct
+    stats = json.loads((base / "round2/annotation_stats.json").read_text())
+    assert stats["label_precision"] == 1.0 and stats["clicks"] == 32
+    with h5py.File(base / "round2/targets.h5") as t:
+        labeled = sum(int((ds[()] != 255).sum()) for ds in t["labels"].values())
+        values = np.unique(np.concatenate([np.unique(ds[()]) for ds in t["labels"].values()]))
+    assert labeled == stats["labeled_pixels"]
+    num_classes = json.loads((tiny_run / R / "manifest.json").read_text())["num_classes"]
+    assert set(values.tolist()) <= set(range(num_classes)) | {255}
+
+
+def test_sieving_statistics(tiny_run):
+    stats = json.loads((tiny_run / R / "cb_adaptive_sieve/seed0/round2/annotation_stats.json").read_text())
+    assert stats["sieve"] and stats["sieve_min_pixels"] == 20
+    assert stats["labeled_pixels"] <= stats["labeled_pixels_before_sieve"]
+    assert 0 < stats["correct_pixels_kept"] <= 1
+    metrics = json.loads((tiny_run / R / "cb_adaptive_sieve/seed0/round2/metrics.json").read_text())
+    assert 0 <= metrics["miou"] <= 1 and len(metrics["iou"]) == len(metrics["classes"])
+
+
+def test_second_run_does_nothing(tiny_run):
+    proc = run_snakemake(tiny_run, None, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_changing_merge_eps_reruns_only_merge_and_downstream(tiny_run):
+    config = copy.deepcopy(TINY_CONFIG)
+    config["merge"]["eps"] = 0.2
+    workdir = tiny_run
+    (workdir / "config_eps.yaml").write_text(__import__("yaml").safe_dump(config))
+    proc = run_snakemake(workdir, None, "-n", "--configfile", str(workdir / "config_eps.yaml"))
+    planned = planned_rules(proc.stdout + proc.stderr)
+    assert planned.get("merge_superpixels") == 4  # rounds 0 and 1 x 2 shards, adaptive experiment only
+    assert set(planned) <= {
+        "merge_superpixels",
+        "acquire",
+        "annotate",
+        "train",
+        "evaluate",
+        "infer",
+        "summarize",
+        "all",
+    }
+    assert planned["train"] == 2  # rounds 1 and 2 of the adaptive experiment; the shared warm-up stays
+
+
+def test_same_config_gives_identical_selections_and_targets(tiny_run, tmp_path):
+    target = "results/tiny/cb_adaptive_sieve/seed0/round1/targets.h5"
+    run_snakemake(tmp_path, TINY_CONFIG, target)
+    for rel in [
+        "results/tiny/cb_adaptive_sieve/seed0/round1/selection.csv",
+        "results/tiny/cb_adaptive_sieve/seed0/round1/answers.csv",
+    ]:
+        assert (tmp_path / rel).read_bytes() == (tiny_run / rel).read_bytes(), rel
+    with h5py.File(tmp_path / target) as a, h5py.File(tiny_run / target) as b:
+        for name in a["labels"]:
+            np.testing.assert_array_equal(a["labels"][name][()], b["labels"][name][()])
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c["al"].update(clicks_per_round=-5), "clicks_per_round"),
+        (lambda c: c["train"].update(learning_rate=0.1), "learning_rate"),
+        (lambda c: c["model"].update(name=3), "name"),
+        (lambda c: c["dataset"].update(kind="folder", root="no/such/folder"), "no/such/folder"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
+    config = copy.deepcopy(TINY_CONFIG)
+    mutate(config)
+    proc = run_snakemake(tmp_path, config, check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
