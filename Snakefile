@@ -27,7 +27,7 @@ include: "workflow/rules/summarize.smk"
 
 
 rule all:
+    default_target: True
     input:
         f"{RESULTS}/summary.csv",
         f"{RESULTS}/learning_curves.png",
-    default_target: True

@@ -6,13 +6,15 @@ rule acquire:
         answers=lambda w: previous(w, "answers.h5"),
     output:
         selection=f"{ROUND}/selection.csv",
+    log:
+        f"{ROUND_LOGS}/acquire.log",
+    conda:
+        CONDA_ENV
     params:
         acquisition=lambda w: experiment(w.experiment)["acquisition"],
         budget=budget,
         seed=lambda w: int(w.seed),
         round=lambda w: int(w.round),
         exclude_labeled=config["al"].get("exclude_labeled"),
-    log:
-        f"{ROUND_LOGS}/acquire.log",
     script:
         "../scripts/acquire.py"

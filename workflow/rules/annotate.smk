@@ -12,11 +12,13 @@ rule annotate:
         answers_h5=f"{ROUND}/answers.h5",
         targets=f"{ROUND}/targets.h5",
         stats=f"{ROUND}/annotation_stats.json",
+    log:
+        f"{ROUND_LOGS}/annotate.log",
+    conda:
+        CONDA_ENV
     params:
         sieve=lambda w: experiment(w.experiment).get("sieve", False),
         min_pixels=config["sieve"].get("min_pixels"),
         attrs=artifact_attrs,
-    log:
-        f"{ROUND_LOGS}/annotate.log",
     script:
         "../scripts/annotate.py"

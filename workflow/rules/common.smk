@@ -5,7 +5,6 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
-
 DS = config["dataset"]
 DATASET_ROOT = DS["root"]
 RESULTS = f"results/{DS['name']}"
@@ -13,6 +12,8 @@ LOGS = f"logs/{DS['name']}"
 SHARDS = list(range(config["pool"]["shards"]))
 SEEDS = config["al"]["seeds"]
 ROUNDS = config["al"]["rounds"]
+# relative to workflow/rules/, where every rule is defined
+CONDA_ENV = "../../environment.yml"
 WARMUP = "warmup"  # round 0: random clicks on base superpixels, shared by all experiments of a seed
 EXPERIMENTS = {e["name"]: e for e in config["experiments"]}
 WARMUP_EXPERIMENT = {
@@ -25,7 +26,9 @@ WARMUP_EXPERIMENT = {
 if len(EXPERIMENTS) != len(config["experiments"]):
     raise WorkflowError("experiments: experiment names must be unique")
 if DS["kind"] != "synthetic" and not Path(DATASET_ROOT).is_dir():
-    raise WorkflowError(f"dataset.root: {DATASET_ROOT} does not exist or is not a directory")
+    raise WorkflowError(
+        f"dataset.root: {DATASET_ROOT} does not exist or is not a directory"
+    )
 
 
 wildcard_constraints:
@@ -47,12 +50,13 @@ def round_dir(exp, seed, r):
     return f"{RESULTS}/{exp}/seed{seed}/round{r}"
 
 
-def shards(pattern, **fmt):
-    return [pattern.format(shard=k, **fmt) for k in SHARDS]
+def shards(folder, name):
+    """One file per pool shard: <folder>/<name>_shard<k>.h5."""
+    return [f"{folder}/{name}_shard{k}.h5" for k in SHARDS]
 
 
-BASE_SHARDS = shards(RESULTS + "/superpixels/base_shard{shard}.h5")
-ORACLE_SHARDS = shards(RESULTS + "/superpixels/oracle_shard{shard}.h5")
+BASE_SHARDS = shards(f"{RESULTS}/superpixels", "base")
+ORACLE_SHARDS = shards(f"{RESULTS}/superpixels", "oracle")
 
 
 def region_maps(w):
@@ -64,7 +68,7 @@ def region_maps(w):
     if exp["regions"] == "oracle":
         return ORACLE_SHARDS
     prev = f"{RESULTS}/{w.experiment}/seed{w.seed}/round{int(w.round) - 1}"
-    return shards(prev + "/regions_shard{shard}.h5")
+    return shards(prev, "regions")
 
 
 def previous(w, name):
@@ -75,11 +79,13 @@ def previous(w, name):
 
 def previous_probs(w):
     r = int(w.round)
-    return [] if r == 0 else shards(round_dir(w.experiment, w.seed, r - 1) + "/probs_shard{shard}.h5")
+    return [] if r == 0 else shards(round_dir(w.experiment, w.seed, r - 1), "probs")
 
 
 def acquire_probs(w):
-    return [] if experiment(w.experiment)["acquisition"] == "random" else previous_probs(w)
+    return (
+        [] if experiment(w.experiment)["acquisition"] == "random" else previous_probs(w)
+    )
 
 
 def sieve_probs(w):

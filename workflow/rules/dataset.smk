@@ -3,10 +3,12 @@ if DS["kind"] == "synthetic":
     rule synthesize_dataset:
         output:
             directory(DATASET_ROOT),
-        params:
-            synthetic=DS.get("synthetic", {}),
         log:
             f"{LOGS}/synthesize_dataset.log",
+        conda:
+            CONDA_ENV
+        params:
+            synthetic=DS.get("synthetic", {}),
         script:
             "../scripts/synthesize_dataset.py"
 
@@ -16,10 +18,12 @@ rule prepare_dataset:
         root=DATASET_ROOT,
     output:
         manifest=f"{RESULTS}/manifest.json",
+    log:
+        f"{LOGS}/prepare_dataset.log",
+    conda:
+        CONDA_ENV
     params:
         kind=DS["kind"],
         splits={"pool": DS["pool_split"], "val": DS["val_split"]},
-    log:
-        f"{LOGS}/prepare_dataset.log",
     script:
         "../scripts/prepare_dataset.py"

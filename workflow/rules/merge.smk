@@ -4,12 +4,14 @@ rule merge_superpixels:
         probs=merge_probs,
     output:
         regions=f"{ROUND}/regions_shard{{shard}}.h5",
-    params:
-        merge=config["merge"],
-    threads: 2
     log:
         f"{ROUND_LOGS}/merge_superpixels_shard{{shard}}.log",
     benchmark:
         f"{ROUND}/benchmarks/merge_superpixels_shard{{shard}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 2
+    params:
+        merge=config["merge"],
     script:
         "../scripts/merge_superpixels.py"

@@ -8,15 +8,17 @@ rule train:
         targets=f"{ROUND}/targets.h5",
     output:
         model=f"{ROUND}/model.pt",
-    params:
-        model=config["model"]["name"],
-        train=config["train"],
-        seed=lambda w: int(w.seed),
-    threads: 2
     log:
         f"{ROUND_LOGS}/train.log",
     benchmark:
         f"{ROUND}/benchmarks/train.tsv"
+    conda:
+        CONDA_ENV
+    threads: 2
+    params:
+        model=config["model"]["name"],
+        train=config["train"],
+        seed=lambda w: int(w.seed),
     script:
         "../scripts/train.py"
 
@@ -27,11 +29,13 @@ rule evaluate:
         model=rules.train.output.model,
     output:
         metrics=f"{ROUND}/metrics.json",
-    params:
-        batch_size=config["infer"]["batch_size"],
-    threads: 2
     log:
         f"{ROUND_LOGS}/evaluate.log",
+    conda:
+        CONDA_ENV
+    threads: 2
+    params:
+        batch_size=config["infer"]["batch_size"],
     script:
         "../scripts/evaluate.py"
 
@@ -42,13 +46,15 @@ rule infer:
         model=rules.train.output.model,
     output:
         probs=f"{ROUND}/probs_shard{{shard}}.h5",
-    params:
-        batch_size=config["infer"]["batch_size"],
-        shards=len(SHARDS),
-    threads: 2
     log:
         f"{ROUND_LOGS}/infer_shard{{shard}}.log",
     benchmark:
         f"{ROUND}/benchmarks/infer_shard{{shard}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: 2
+    params:
+        batch_size=config["infer"]["batch_size"],
+        shards=len(SHARDS),
     script:
         "../scripts/infer.py"

@@ -5,9 +5,11 @@ rule summarize:
     output:
         summary=f"{RESULTS}/summary.csv",
         curves=f"{RESULTS}/learning_curves.png",
-    params:
-        entries=summary_entries(),
     log:
         f"{LOGS}/summarize.log",
+    conda:
+        CONDA_ENV
+    params:
+        entries=summary_entries(),
     script:
         "../scripts/summarize.py"

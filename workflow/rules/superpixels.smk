@@ -3,14 +3,16 @@ rule base_superpixels:
         manifest=rules.prepare_dataset.output.manifest,
     output:
         f"{RESULTS}/superpixels/base_shard{{shard}}.h5",
-    params:
-        method=config["superpixels"]["method"],
-        method_params=config["superpixels"].get(config["superpixels"]["method"], {}),
-        shards=len(SHARDS),
     log:
         f"{LOGS}/base_superpixels_shard{{shard}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/base_superpixels_shard{{shard}}.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        method=config["superpixels"]["method"],
+        method_params=config["superpixels"].get(config["superpixels"]["method"], {}),
+        shards=len(SHARDS),
     script:
         "../scripts/base_superpixels.py"
 
@@ -20,9 +22,11 @@ rule oracle_superpixels:
         manifest=rules.prepare_dataset.output.manifest,
     output:
         f"{RESULTS}/superpixels/oracle_shard{{shard}}.h5",
-    params:
-        shards=len(SHARDS),
     log:
         f"{LOGS}/oracle_superpixels_shard{{shard}}.log",
+    conda:
+        CONDA_ENV
+    params:
+        shards=len(SHARDS),
     script:
         "../scripts/oracle_superpixels.py"
