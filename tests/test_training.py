@@ -1,0 +1,340 @@
+"""Models, training, inference and checkpoints (all on CPU, tiny sizes)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from adaspx import IGNORE_INDEX
+from adaspx.models import MODELS, SmallSegNet, build_model, count_parameters
+from adaspx.training import (
+    CheckpointError,
+    TrainConfig,
+    _loss,
+    _Normalizer,
+    load_checkpoint,
+    point_logits,
+    predict_probs,
+    save_checkpoint,
+    train_model,
+)
+
+COLORS = np.array([[220, 40, 40], [40, 200, 60], [50, 60, 220]], np.uint8)
+
+
+def toy_scenes(rng: np.random.Generator, n: int, h: int = 32, w: int = 48):
+    """Images of noisy coloured rectangles; the class of a pixel is its colour."""
+    images, labels = [], []
+    for _ in range(n):
+        label = np.zeros((h, w), np.uint8)
+        for _ in range(4):
+            y, x = rng.integers(0, h - 8), rng.integers(0, w - 8)
+            label[y : y + rng.integers(6, 16), x : x + rng.integers(6, 20)] = rng.integers(0, 3)
+        image = COLORS[label].astype(np.int16) + rng.integers(-20, 21, (h, w, 3))
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+        labels.append(label)
+    return images, labels
+
+
+def sparsify(rng: np.random.Generator, labels, fraction: float):
+    out = []
+    for label in labels:
+        target = np.full_like(label, IGNORE_INDEX)
+        keep = rng.random(label.shape) < fraction
+        target[keep] = label[keep]
+        out.append(target)
+    return out
+
+
+@pytest.fixture(scope="module")
+def toy():
+    rng = np.random.default_rng(0)
+    images, labels = toy_scenes(rng, 12)
+    return images, labels, sparsify(rng, labels, 0.1)
+
+
+FAST = TrainConfig(iterations=6, batch_size=2, lr=0.05, crop_size=24)
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_forward_backward(name):
+    torch.manual_seed(0)
+    model = build_model(name, 5).train()
+    x = torch.randn(2, 3, 64, 64)
+    y = model(x)
+    assert y.shape == (2, 5, 64, 64)
+    y.square().mean().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    model.eval()  # no dropout
+    with torch.inference_mode():
+        expected = F.interpolate(model.forward_lowres(x), size=(64, 64), mode="bilinear", align_corners=False)
+        assert torch.allclose(model(x), expected, atol=1e-6)
+
+
+def test_small_model_odd_sizes_and_size():
+    model = build_model("small", 3).eval()
+    for h, w in ((37, 50), (96, 128), (17, 9)):
+        assert model(torch.randn(1, 3, h, w)).shape == (1, 3, h, w)
+    assert isinstance(model, SmallSegNet)
+    assert 20_000 <= count_parameters(model) <= 200_000
+
+
+def test_build_model_errors():
+    with pytest.raises(ValueError, match="valid names: small, lraspp"):
+        build_model("unet", 3)
+    with pytest.raises(ValueError, match="num_classes"):
+        build_model("small", 0)
+    with pytest.raises(ValueError, match="no pretrained"):
+        build_model("small", 3, pretrained_backbone=True)
+
+
+# -------------------------------------------------------------------------------------------------- loss
+
+
+@pytest.mark.parametrize(("low", "high"), [((6, 8), (12, 16)), ((7, 5), (13, 9)), ((4, 4), (4, 4)), ((5, 6), (3, 4))])
+def test_point_logits_equal_upsampled_logits(low, high):
+    gen = torch.Generator().manual_seed(0)
+    lowres = torch.randn(3, 4, *low, generator=gen)
+    target = torch.randint(0, 4, (3, *high), generator=gen)
+    target[torch.rand(3, *high, generator=gen) < 0.6] = IGNORE_INDEX
+    target[1] = IGNORE_INDEX  # an image without labels
+    logits, labels = point_logits(lowres, target)
+    up = F.interpolate(lowres, size=high, mode="bilinear", align_corners=False)
+    for n in range(3):
+        mask = target[n] != IGNORE_INDEX
+        k = int(mask.sum())
+        assert torch.allclose(logits[n, :, 0, :k], up[n][:, mask], atol=1e-5)
+        assert torch.equal(labels[n, 0, :k], target[n][mask])
+        assert (labels[n, 0, k:] == IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize("point_loss", [True, False])
+def test_loss_counts_only_labeled_pixels(point_loss):
+    torch.manual_seed(0)
+    model = build_model("small", 3).train()
+    x = torch.randn(2, 3, 20, 30)
+    target = torch.full((2, 20, 30), IGNORE_INDEX, dtype=torch.long)
+    target[0, 3, 4], target[0, 10, 29], target[1, 19, 0] = 2, 0, 1
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    loss = _loss(model, x, target, criterion, point_loss=point_loss)
+    logits = model(x)
+    mask = target != IGNORE_INDEX
+    expected = F.cross_entropy(logits.permute(0, 2, 3, 1)[mask], target[mask])
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_point_and_full_loss_give_same_gradients():
+    torch.manual_seed(0)
+    model = build_model("small", 3).train()
+    x = torch.randn(2, 3, 24, 32)
+    target = torch.randint(0, 3, (2, 24, 32))
+    target[torch.rand(2, 24, 32) < 0.9] = IGNORE_INDEX
+    criterion = torch.nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+    grads = []
+    for point in (True, False):
+        model.zero_grad()
+        _loss(model, x, target, criterion, point_loss=point).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def test_small_model_learns_toy_problem(toy):
+    images, _, targets = toy
+    config = TrainConfig(iterations=60, batch_size=4, lr=0.05)
+    model = train_model(images, targets, num_classes=3, config=config, seed=0, threads=1, progress=False)
+    assert not model.training
+    val_images, val_labels = toy_scenes(np.random.default_rng(1), 6)
+    probs = predict_probs(model, val_images)
+    acc = np.mean([(p.argmax(0) == y).mean() for p, y in zip(probs, val_labels, strict=True)])
+    assert acc > 0.9
+
+
+@pytest.mark.parametrize("fraction", [0.05, 1.0])  # point loss and full-resolution loss
+def test_training_is_deterministic(toy, fraction):
+    images, labels, _ = toy
+    targets = sparsify(np.random.default_rng(3), labels, fraction)
+    config = TrainConfig(iterations=4, batch_size=3, lr=0.05, crop_size=(20, 28))
+    runs = [
+        train_model(images, targets, num_classes=3, config=config, seed=7, threads=1, progress=False).state_dict()
+        for _ in range(2)
+    ]
+    assert runs[0].keys() == runs[1].keys()
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+    other = train_model(images, targets, num_classes=3, config=config, seed=8, threads=1, progress=False)
+    assert not all(torch.equal(runs[0][k], v) for k, v in other.state_dict().items())
+
+
+def test_ignored_pixels_do_not_contribute():
+    """With a few labeled pixels, all of class 2, the model learns 'everything is class 2'."""
+    images, _ = toy_scenes(np.random.default_rng(2), 4)
+    targets = [np.full(im.shape[:2], IGNORE_INDEX, np.uint8) for im in images]
+    targets[0][5, 5] = targets[0][20, 30] = targets[2][1, 40] = 2
+    config = TrainConfig(iterations=15, batch_size=2, lr=0.05)
+    model = train_model(images, targets, num_classes=4, config=config, seed=0, threads=1, progress=False)
+    pred = next(predict_probs(model, images[1:2])).argmax(0)
+    assert (pred == 2).mean() > 0.9
+
+
+def test_training_handles_sizes_crops_and_padding():
+    rng = np.random.default_rng(4)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((20, 30), (28, 24), (33, 41))]
+    targets = [rng.integers(0, 2, im.shape[:2]).astype(np.uint8) for im in images]
+    targets.append(np.full((10, 12), IGNORE_INDEX, np.uint8))  # an unlabeled image is never sampled
+    images.append(rng.integers(0, 256, (10, 12, 3), dtype=np.uint8))
+    for crop in (None, 32, (16, 16)):
+        config = TrainConfig(iterations=3, batch_size=3, lr=0.01, crop_size=crop)
+        model = train_model(images, targets, num_classes=2, config=config, seed=0, threads=1, progress=False)
+        assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_training_restores_global_state(toy):
+    images, _, targets = toy
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    train_model(images, targets, num_classes=3, config=FAST, seed=0, threads=1, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.get_num_threads() == threads
+    assert torch.are_deterministic_algorithms_enabled() == deterministic
+
+
+def test_progress_bar_on_stderr(toy, capsys):
+    images, _, targets = toy
+    train_model(images, targets, num_classes=3, config=FAST, seed=0, threads=1, progress=True)
+    err = capsys.readouterr().err
+    assert "train" in err and "loss" in err and "img_s" in err
+    train_model(images, targets, num_classes=3, config=FAST, seed=0, threads=1, progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_training_input_errors(toy):
+    images, _, targets = toy
+    kw = dict(num_classes=3, config=FAST, seed=0, progress=False)
+    with pytest.raises(ValueError, match="12 images but 11 targets"):
+        train_model(images, targets[:-1], **kw)
+    bad = list(targets)
+    bad[5] = bad[5][:, :-1]
+    with pytest.raises(ValueError, match="target 5: shape"):
+        train_model(images, bad, **kw)
+    bad_images = list(images)
+    bad_images[2] = bad_images[2].astype(np.float32)
+    with pytest.raises(ValueError, match="image 2: expected an"):
+        train_model(bad_images, targets, **kw)
+    bad = list(targets)
+    bad[1] = bad[1].copy()
+    bad[1][0, 0] = 7
+    with pytest.raises(ValueError, match="target 1: label 7"):
+        train_model(images, bad, **kw)
+    with pytest.raises(ValueError, match="no labeled pixel"):
+        train_model(images, [np.full_like(t, IGNORE_INDEX) for t in targets], **kw)
+
+
+def test_train_config_validation():
+    assert TrainConfig().model == "small"
+    assert TrainConfig(crop_size=24).crop_hw() == (24, 24)
+    for bad in ({"model": "unet"}, {"crop_size": 0}, {"crop_size": (3, 4, 5)}, {"iterations": 0}, {"lr": 0}):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad)
+
+
+def test_divergence_is_reported(toy):
+    images, _, targets = toy
+    config = TrainConfig(iterations=20, batch_size=2, lr=1e12)
+    with pytest.raises(RuntimeError, match="diverged"):
+        train_model(images, targets, num_classes=3, config=config, seed=0, threads=1, progress=False)
+
+
+# --------------------------------------------------------------------------------------------- inference
+
+
+def test_predict_probs_shapes_order_and_batching():
+    torch.manual_seed(0)
+    model = build_model("small", 4)
+    rng = np.random.default_rng(5)
+    sizes = [(20, 30), (20, 30), (20, 30), (16, 16), (20, 30), (9, 13)]
+    images = [rng.integers(0, 256, (*s, 3), dtype=np.uint8) for s in sizes]
+    batched = list(predict_probs(model, iter(images), batch_size=2))
+    single = list(predict_probs(model, images, batch_size=1))
+    assert len(batched) == len(images)
+    for probs, one, size in zip(batched, single, sizes, strict=True):
+        assert probs.shape == (4, *size) and probs.dtype == np.float32
+        np.testing.assert_allclose(probs.sum(axis=0), 1.0, atol=1e-5)
+        np.testing.assert_allclose(probs, one, atol=1e-5)
+    assert not model.training
+    assert not torch.is_inference_mode_enabled()
+
+
+def test_predict_probs_matches_forward():
+    torch.manual_seed(0)
+    model = build_model("small", 3).eval()
+    image = np.random.default_rng(6).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    x = _Normalizer(torch.device("cpu"))(image[None])
+    expected = torch.softmax(model(x), dim=1)[0].detach().numpy()
+    np.testing.assert_allclose(next(predict_probs(model, [image])), expected, atol=1e-6)
+
+
+def test_predict_probs_rejects_bad_images():
+    model = build_model("small", 3)
+    with pytest.raises(ValueError, match="image 1"):
+        list(predict_probs(model, [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8), np.uint8)]))
+
+
+# ------------------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("name", ["small", "lraspp_mobilenet_v3_large"])
+def test_checkpoint_round_trip(tmp_path, name):
+    torch.manual_seed(0)
+    model = build_model(name, 4)
+    model.train()(torch.randn(2, 3, 32, 32))  # move the BatchNorm running statistics away from their init
+    model.eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, model_name=name, num_classes=4, meta={"seed": 3, "train": {"lr": 0.01}})
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+    loaded, info = load_checkpoint(path, device="cpu")
+    assert info == {
+        "format": "adaspx.checkpoint/1",
+        "model_name": name,
+        "num_classes": 4,
+        "meta": {"seed": 3, "train": {"lr": 0.01}},
+    }
+    assert not loaded.training
+    x = torch.randn(2, 3, 40, 48)
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_checkpoint_errors(tmp_path):
+    model = build_model("small", 2)
+    missing = tmp_path / "nope.pt"
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_checkpoint(missing)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="garbage.pt"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt.*not an adaspx checkpoint"):
+        load_checkpoint(foreign)
+    wrong = tmp_path / "wrong.pt"
+    save_checkpoint(wrong, model, model_name="small", num_classes=5, meta={})
+    with pytest.raises(CheckpointError, match="wrong.pt.*cannot rebuild"):
+        load_checkpoint(wrong)
+    with pytest.raises(ValueError, match="JSON"):
+        save_checkpoint(tmp_path / "m.pt", model, model_name="small", num_classes=2, meta={"x": object()})
+    with pytest.raises(ValueError, match="unknown model"):
+        save_checkpoint(tmp_path / "m.pt", model, model_name="unet", num_classes=2, meta={})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pt", "garbage.pt", "wrong.pt"]
