@@ -264,26 +264,26 @@ def merge_superpixels(
     config=None,
     **attrs: Any,
 ) -> None:
-    from adaspx.merge import adaptive_merge, region_stats
+    from adaspx.merge import merge_many
 
     with (
         Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
         Artifact(probs_path, SCHEMA_PROBS) as pr,
         ArtifactWriter(out, SCHEMA_REGIONS, config=config, eps=eps, **attrs) as w,
     ):
+        names = base.names("labels")
         ids_all, regions_all, sizes_all, unc_all, pred_all, base_counts = [], [], [], [], [], []
-        for image_id in _progress(base.names("labels"), "merge"):
-            labels = base.get("labels", image_id)
-            probs = _probs(pr, image_id)
-            merged = adaptive_merge(labels, probs, eps, channel_axis=0, max_visited=max_visited)
-            stats = region_stats(merged, probs, channel_axis=0)
-            w.add("labels", image_id, merged, regions=len(stats.ids), base_regions=int(len(np.unique(labels))))
+        pairs = ((base.get("labels", name), _probs(pr, name)) for name in names)
+        results = merge_many(pairs, eps, threads, channel_axis=0, max_visited=max_visited, with_stats=True)
+        for image_id, (merged, stats) in zip(_progress(names, "merge"), results, strict=True):
+            n_base = int(base.dataset("labels", image_id).attrs["regions"])
+            w.add("labels", image_id, merged, regions=len(stats.ids), base_regions=n_base)
             ids_all += [image_id] * len(stats.ids)
             regions_all.append(stats.ids)
             sizes_all.append(stats.counts)
             unc_all.append(stats.uncertainty)
             pred_all.append(stats.predicted)
-            base_counts.append(len(np.unique(labels)))
+            base_counts.append(n_base)
         w.add_table(
             "stats",
             {

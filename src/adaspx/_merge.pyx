@@ -1,0 +1,859 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled kernels behind :mod:`adaspx.merge` (private; inputs are validated by the Python wrappers).
+
+Every function takes C-contiguous memoryviews and does its work with the GIL released, so several images can be
+processed by a thread pool at once. ``threads <= 0`` means the OpenMP default (OMP_NUM_THREADS or every core).
+
+Regions are addressed in "slot space": slot = label - base, where base is the smallest label (or labels are a dense
+remap and base is 0). Slots of absent labels simply stay empty.
+
+Pipeline: ``label_range`` (min/max), ``region_sums`` (one pass over the probabilities: per-region sums, p2/p1 sums,
+argmax histograms, input validation, and the 4-adjacent label pairs), ``adjacency`` (pairs -> sorted CSR),
+``seeded_merge`` (breadth-first search from each seed with the Jensen-Shannon test), ``apply_lut`` (output map).
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, log, sqrt
+from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy
+
+cimport openmp
+
+cnp.import_array()
+
+ctypedef fused label_t:
+    int8_t
+    uint8_t
+    int16_t
+    uint16_t
+    int32_t
+    uint32_t
+    int64_t
+    uint64_t
+
+ctypedef fused real_t:
+    float
+    double
+
+
+cdef extern from *:
+    """
+    /* Row kernel of the fused statistics pass. For each probability pixel of one row: check the vector (finite,
+       non-negative, sum within tol of 1), find p_(1), p_(2) and the first argmax, and add the vector to the
+       float64 accumulator row of the pixel's region k times, k being the number of label pixels of that region in
+       the pixel's footprint (k additions, not one product: the reference's order of summation). Accumulator rows
+       are padded to Cp, a multiple of 8. Float32 vectors may be read up to 7 elements past their end (the caller
+       keeps that readable; the extra lanes are masked to 0). Three float32 variants give identical results: AVX2
+       (chosen at run time where the CPU has it), SSE2 (every x86-64) and plain C; float64 uses plain C. */
+    #include <float.h>
+    #include <math.h>
+    #include <stdint.h>
+    #if defined(__x86_64__) || defined(_M_X64) || defined(__SSE2__)
+    #define ADX_SSE2 1
+    #include <emmintrin.h>
+    #endif
+    #if defined(ADX_SSE2) && (defined(__GNUC__) || defined(__clang__)) && !defined(_MSC_VER)
+    #define ADX_AVX2 1
+    #include <immintrin.h>
+    #endif
+
+    /* software prefetch of the probability stream, this many elements ahead (8 KiB of float32) */
+    #define ADX_PREFETCH_AHEAD 2048
+    #if defined(__GNUC__) || defined(__clang__)
+    #define adx_prefetch(ptr) __builtin_prefetch((const void *)(ptr), 0, 3)
+    #elif defined(ADX_SSE2)
+    #define adx_prefetch(ptr) _mm_prefetch((const char *)(ptr), _MM_HINT_T0)
+    #else
+    #define adx_prefetch(ptr) ((void)0)
+    #endif
+
+    static int adx_simd = 0; /* 2: AVX2, 1: SSE2, 0: plain C */
+
+    static int adx_detect_simd(void)
+    {
+    #if defined(ADX_AVX2)
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2")) return 2;
+    #endif
+    #if defined(ADX_SSE2)
+        return 1;
+    #else
+        return 0;
+    #endif
+    }
+
+    /* ---- plain C (any type) ---- */
+    #define ADX_SCALAR_PIXEL(NAME, T)                                                                  \\
+    static inline int NAME(const T *p, int C, double *acc, double tol, double *ratio, int *arg)     \\
+    {                                                                                                 \\
+        double best = -1.0, second = -1.0, total = 0.0, v;                                           \\
+        int c, am = 0, ok = 1;                                                                       \\
+        for (c = 0; c < C; c++) {                                                                    \\
+            v = (double)p[c];                                                                        \\
+            ok &= (v >= 0.0);                                                                        \\
+            total += v;                                                                              \\
+            acc[c] += v;                                                                             \\
+            if (v > best) { second = best; best = v; am = c; }                                       \\
+            else if (v > second) { second = v; }                                                     \\
+        }                                                                                            \\
+        *ratio = best > 0.0 ? second / best : 0.0;                                                   \\
+        *arg = am;                                                                                   \\
+        return ok && fabs(total - 1.0) <= tol;                                                       \\
+    }                                                                                                 \\
+    static inline void NAME##_add(const T *p, int C, double *acc, Py_ssize_t k)                      \\
+    {                                                                                                 \\
+        int c;                                                                                       \\
+        Py_ssize_t i;                                                                                \\
+        for (c = 0; c < C; c++)                                                                      \\
+            for (i = 0; i < k; i++) acc[c] += (double)p[c];                                          \\
+    }
+    ADX_SCALAR_PIXEL(adx_px_f32_c, float)
+    ADX_SCALAR_PIXEL(adx_px_f64_c, double)
+
+    #ifdef ADX_SSE2
+    static const int adx_ctz4[16] = {0, 0, 1, 0, 2, 0, 1, 0, 3, 0, 1, 0, 2, 0, 1, 0};
+    static const int adx_pop4[16] = {0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4};
+
+    static inline int adx_px_f32_sse2(const float *p, int C, double *acc, double tol,
+                                      double *ratio, int *arg)
+    {
+        const int nb = (C + 3) >> 2;
+        const __m128 tail = _mm_castsi128_ps(
+            _mm_cmplt_epi32(_mm_setr_epi32(0, 1, 2, 3), _mm_set1_epi32(C - 4 * (nb - 1))));
+        __m128 vmax = _mm_setzero_ps(), vmin = _mm_setzero_ps(), vsec = _mm_setzero_ps(), tot = _mm_setzero_ps();
+        __m128 m, v, eq;
+        __m128d lo, hi;
+        int b, mask, first = -1, neq = 0;
+        float best, second, total;
+        for (b = 0; b < nb; b++) {
+            v = _mm_loadu_ps(p + 4 * b);
+            if (b == nb - 1) v = _mm_and_ps(v, tail);
+            vmin = _mm_min_ps(vmin, v);
+            vmax = _mm_max_ps(vmax, v);
+            tot = _mm_add_ps(tot, v);
+            lo = _mm_cvtps_pd(v);
+            hi = _mm_cvtps_pd(_mm_movehl_ps(v, v));
+            _mm_storeu_pd(acc + 4 * b, _mm_add_pd(_mm_loadu_pd(acc + 4 * b), lo));
+            _mm_storeu_pd(acc + 4 * b + 2, _mm_add_pd(_mm_loadu_pd(acc + 4 * b + 2), hi));
+        }
+        m = _mm_max_ps(vmax, _mm_shuffle_ps(vmax, vmax, _MM_SHUFFLE(2, 3, 0, 1)));
+        m = _mm_max_ps(m, _mm_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+        for (b = 0; b < nb; b++) {
+            v = _mm_loadu_ps(p + 4 * b);
+            if (b == nb - 1) v = _mm_and_ps(v, tail);
+            eq = _mm_cmpeq_ps(v, m);
+            mask = _mm_movemask_ps(eq);
+            if (mask) {
+                if (first < 0) first = 4 * b + adx_ctz4[mask];
+                neq += adx_pop4[mask];
+            }
+            vsec = _mm_max_ps(vsec, _mm_andnot_ps(eq, v));
+        }
+        best = _mm_cvtss_f32(m);
+        if (neq >= 2) {
+            second = best;
+        } else {
+            vsec = _mm_max_ps(vsec, _mm_shuffle_ps(vsec, vsec, _MM_SHUFFLE(2, 3, 0, 1)));
+            vsec = _mm_max_ps(vsec, _mm_shuffle_ps(vsec, vsec, _MM_SHUFFLE(1, 0, 3, 2)));
+            second = _mm_cvtss_f32(vsec);
+        }
+        tot = _mm_add_ps(tot, _mm_movehl_ps(tot, tot));
+        tot = _mm_add_ss(tot, _mm_shuffle_ps(tot, tot, 1));
+        total = _mm_cvtss_f32(tot);
+        *ratio = best > 0.0f ? (double)second / (double)best : 0.0;
+        *arg = first >= 0 && first < C ? first : 0;
+        /* negatives show in the minimum; NaN and inf make the float32 total non-finite */
+        return !_mm_movemask_ps(_mm_cmplt_ps(vmin, _mm_setzero_ps())) && fabs((double)total - 1.0) <= tol;
+    }
+
+    static inline void adx_px_f32_sse2_add(const float *p, int C, double *acc, Py_ssize_t k)
+    {
+        adx_px_f32_c_add(p, C, acc, k);
+    }
+    #endif
+
+    #ifdef ADX_AVX2
+    __attribute__((target("avx2"))) static inline int adx_px_f32_avx2(
+        const float *p, int C, double *acc, double tol, double *ratio, int *arg)
+    {
+        const int nb = (C + 7) >> 3;
+        const __m256 tail = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(C - 8 * (nb - 1)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        __m256 vmax = _mm256_setzero_ps(), vmin = _mm256_setzero_ps(), vsec = _mm256_setzero_ps();
+        __m256 tot = _mm256_setzero_ps(), m, v, eq;
+        __m256d lo, hi;
+        __m128 t4;
+        int b, mask, first = -1, neq = 0;
+        float best, second, total;
+        for (b = 0; b < nb; b++) {
+            v = _mm256_loadu_ps(p + 8 * b);
+            if (b == nb - 1) v = _mm256_and_ps(v, tail);
+            vmin = _mm256_min_ps(vmin, v);
+            vmax = _mm256_max_ps(vmax, v);
+            tot = _mm256_add_ps(tot, v);
+            lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+            hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+            _mm256_storeu_pd(acc + 8 * b, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * b), lo));
+            _mm256_storeu_pd(acc + 8 * b + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * b + 4), hi));
+        }
+        m = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+        for (b = 0; b < nb; b++) {
+            v = _mm256_loadu_ps(p + 8 * b);
+            if (b == nb - 1) v = _mm256_and_ps(v, tail);
+            eq = _mm256_cmp_ps(v, m, _CMP_EQ_OQ);
+            mask = _mm256_movemask_ps(eq);
+            if (mask) {
+                if (first < 0) first = 8 * b + __builtin_ctz((unsigned)mask);
+                neq += __builtin_popcount((unsigned)mask);
+            }
+            vsec = _mm256_max_ps(vsec, _mm256_andnot_ps(eq, v));
+        }
+        best = _mm256_cvtss_f32(m);
+        if (neq >= 2) {
+            second = best;
+        } else {
+            vsec = _mm256_max_ps(vsec, _mm256_permute2f128_ps(vsec, vsec, 1));
+            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(1, 0, 3, 2)));
+            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(2, 3, 0, 1)));
+            second = _mm256_cvtss_f32(vsec);
+        }
+        t4 = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
+        t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+        t4 = _mm_add_ss(t4, _mm_shuffle_ps(t4, t4, 1));
+        total = _mm_cvtss_f32(t4);
+        *ratio = best > 0.0f ? (double)second / (double)best : 0.0;
+        *arg = first >= 0 && first < C ? first : 0;
+        return !_mm256_movemask_ps(_mm256_cmp_ps(vmin, _mm256_setzero_ps(), _CMP_LT_OQ))
+               && fabs((double)total - 1.0) <= tol;
+    }
+
+    __attribute__((target("avx2"))) static inline void adx_px_f32_avx2_add(const float *p, int C, double *acc,
+                                                                          Py_ssize_t k)
+    {
+        adx_px_f32_c_add(p, C, acc, k);
+    }
+
+    /* The same for C <= 24 with the block count a compile-time constant: the vectors stay in registers. */
+    __attribute__((target("avx2"), always_inline)) static inline int adx_px_f32_avx2_small(
+        const float *p, int C, const int nb, double *acc, double tol, double *ratio, int *arg)
+    {
+        const __m256 tail = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(C - 8 * (nb - 1)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        __m256 v[3], vmax, vmin, tot, vsec = _mm256_setzero_ps(), m, eq;
+        __m128 t4;
+        int b, mask, first = -1, neq = 0;
+        float best, second, total;
+        for (b = 0; b < nb; b++) v[b] = _mm256_loadu_ps(p + 8 * b);
+        v[nb - 1] = _mm256_and_ps(v[nb - 1], tail);
+        vmax = v[0];
+        vmin = v[0];
+        tot = v[0];
+        for (b = 1; b < nb; b++) {
+            vmax = _mm256_max_ps(vmax, v[b]);
+            vmin = _mm256_min_ps(vmin, v[b]);
+            tot = _mm256_add_ps(tot, v[b]);
+        }
+        for (b = 0; b < nb; b++) {
+            _mm256_storeu_pd(acc + 8 * b, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * b),
+                                                        _mm256_cvtps_pd(_mm256_castps256_ps128(v[b]))));
+            _mm256_storeu_pd(acc + 8 * b + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * b + 4),
+                                                            _mm256_cvtps_pd(_mm256_extractf128_ps(v[b], 1))));
+        }
+        m = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
+        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+        for (b = 0; b < nb; b++) {
+            eq = _mm256_cmp_ps(v[b], m, _CMP_EQ_OQ);
+            mask = _mm256_movemask_ps(eq);
+            if (mask) {
+                if (first < 0) first = 8 * b + __builtin_ctz((unsigned)mask);
+                neq += __builtin_popcount((unsigned)mask);
+            }
+            vsec = _mm256_max_ps(vsec, _mm256_andnot_ps(eq, v[b]));
+        }
+        best = _mm256_cvtss_f32(m);
+        if (neq >= 2) {
+            second = best;
+        } else {
+            vsec = _mm256_max_ps(vsec, _mm256_permute2f128_ps(vsec, vsec, 1));
+            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(1, 0, 3, 2)));
+            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(2, 3, 0, 1)));
+            second = _mm256_cvtss_f32(vsec);
+        }
+        t4 = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
+        t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+        t4 = _mm_add_ss(t4, _mm_shuffle_ps(t4, t4, 1));
+        total = _mm_cvtss_f32(t4);
+        *ratio = best > 0.0f ? (double)second / (double)best : 0.0;
+        *arg = first >= 0 && first < C ? first : 0;
+        return !_mm256_movemask_ps(_mm256_cmp_ps(vmin, _mm256_setzero_ps(), _CMP_LT_OQ))
+               && fabs((double)total - 1.0) <= tol;
+    }
+
+    #define ADX_AVX2_SMALL(NB)                                                                         \\
+    __attribute__((target("avx2"))) static inline int adx_px_f32_avx2_##NB(                             \\
+        const float *p, int C, double *acc, double tol, double *ratio, int *arg)                        \\
+    {                                                                                                 \\
+        return adx_px_f32_avx2_small(p, C, NB, acc, tol, ratio, arg);                                \\
+    }                                                                                                 \\
+    __attribute__((target("avx2"))) static inline void adx_px_f32_avx2_##NB##_add(                      \\
+        const float *p, int C, double *acc, Py_ssize_t k)                                             \\
+    {                                                                                                 \\
+        adx_px_f32_c_add(p, C, acc, k);                                                              \\
+    }
+    ADX_AVX2_SMALL(1)
+    ADX_AVX2_SMALL(2)
+    ADX_AVX2_SMALL(3)
+    #endif
+
+    /* One label row. slots[x] is the region slot of label pixel x; the probability pixel px covers label pixels
+       [px * stride, min((px + 1) * stride, W)) and is read at prow + px * pstep. Returns the first invalid px or -1. */
+    #define ADX_ROW(NAME, T, PIXEL, ATTR)                                                              \\
+    ATTR static Py_ssize_t NAME(const int32_t *slots, Py_ssize_t W, const T *prow, Py_ssize_t pstep,  \\
+                                Py_ssize_t w, Py_ssize_t stride, int C, Py_ssize_t Cp, double tol,      \\
+                                double *sums, double *ratio, int32_t *hist, int64_t *counts)            \\
+    {                                                                                                  \\
+        Py_ssize_t px, x, x1, k, i, bad = -1;                                                          \\
+        int32_t sl;                                                                                    \\
+        double r = 0.0;                                                                                \\
+        int arg = 0;                                                                                   \\
+        for (px = 0; px < w; px++) {                                                                   \\
+            const T *pix = prow + px * pstep;                                                          \\
+            adx_prefetch(pix + ADX_PREFETCH_AHEAD);                                                    \\
+            x = px * stride;                                                                           \\
+            x1 = x + stride < W ? x + stride : W;                                                      \\
+            sl = slots[x++];                                                                           \\
+            k = 1;                                                                                     \\
+            while (x < x1 && slots[x] == sl) { k++; x++; }                                             \\
+            if (!PIXEL(pix, C, sums + (Py_ssize_t)sl * Cp, tol, &r, &arg) && bad < 0) bad = px;        \\
+            ratio[sl] += r;                                                                            \\
+            if (k > 1) { /* k additions, not one product: the reference's order of summation */       \\
+                PIXEL##_add(pix, C, sums + (Py_ssize_t)sl * Cp, k - 1);                                \\
+                for (i = 1; i < k; i++) ratio[sl] += r;                                                \\
+            }                                                                                          \\
+            hist[(Py_ssize_t)sl * C + arg] += (int32_t)k;                                              \\
+            counts[sl] += k;                                                                           \\
+            while (x < x1) { /* further labels inside this pixel's footprint (stride > 1 only) */      \\
+                sl = slots[x++];                                                                       \\
+                k = 1;                                                                                 \\
+                while (x < x1 && slots[x] == sl) { k++; x++; }                                         \\
+                PIXEL##_add(pix, C, sums + (Py_ssize_t)sl * Cp, k);                                    \\
+                for (i = 0; i < k; i++) ratio[sl] += r;                                                \\
+                hist[(Py_ssize_t)sl * C + arg] += (int32_t)k;                                          \\
+                counts[sl] += k;                                                                       \\
+            }                                                                                          \\
+        }                                                                                              \\
+        return bad;                                                                                    \\
+    }
+    ADX_ROW(adx_row_f32_c, float, adx_px_f32_c, )
+    ADX_ROW(adx_row_f64, double, adx_px_f64_c, )
+    #ifdef ADX_SSE2
+    ADX_ROW(adx_row_f32_sse2, float, adx_px_f32_sse2, )
+    #endif
+    #ifdef ADX_AVX2
+    ADX_ROW(adx_row_f32_avx2, float, adx_px_f32_avx2, __attribute__((target("avx2"))))
+    ADX_ROW(adx_row_f32_avx2_1, float, adx_px_f32_avx2_1, __attribute__((target("avx2"))))
+    ADX_ROW(adx_row_f32_avx2_2, float, adx_px_f32_avx2_2, __attribute__((target("avx2"))))
+    ADX_ROW(adx_row_f32_avx2_3, float, adx_px_f32_avx2_3, __attribute__((target("avx2"))))
+    #endif
+
+    /* (C, h, w) layout: gather one row of every class plane into out[px * Cp + c] (4x4 SSE2 transposes). */
+    static void adx_gather_f32(const float *src, Py_ssize_t plane, int C, Py_ssize_t w, Py_ssize_t Cp, float *out)
+    {
+        Py_ssize_t px = 0;
+        int c;
+    #ifdef ADX_SSE2
+        __m128 r0, r1, r2, r3;
+        for (; px + 4 <= w; px += 4) {
+            if ((px & 15) == 0)
+                for (c = 0; c < C; c++) adx_prefetch(src + c * plane + px + 256);
+            for (c = 0; c + 4 <= C; c += 4) {
+                r0 = _mm_loadu_ps(src + (c + 0) * plane + px);
+                r1 = _mm_loadu_ps(src + (c + 1) * plane + px);
+                r2 = _mm_loadu_ps(src + (c + 2) * plane + px);
+                r3 = _mm_loadu_ps(src + (c + 3) * plane + px);
+                _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+                _mm_storeu_ps(out + (px + 0) * Cp + c, r0);
+                _mm_storeu_ps(out + (px + 1) * Cp + c, r1);
+                _mm_storeu_ps(out + (px + 2) * Cp + c, r2);
+                _mm_storeu_ps(out + (px + 3) * Cp + c, r3);
+            }
+            for (; c < C; c++) {
+                out[(px + 0) * Cp + c] = src[c * plane + px + 0];
+                out[(px + 1) * Cp + c] = src[c * plane + px + 1];
+                out[(px + 2) * Cp + c] = src[c * plane + px + 2];
+                out[(px + 3) * Cp + c] = src[c * plane + px + 3];
+            }
+        }
+    #endif
+        for (; px < w; px++)
+            for (c = 0; c < C; c++) out[px * Cp + c] = src[c * plane + px];
+    }
+
+    static void adx_gather_f64(const double *src, Py_ssize_t plane, int C, Py_ssize_t w, Py_ssize_t Cp,
+                               double *out)
+    {
+        Py_ssize_t px;
+        int c;
+        for (px = 0; px < w; px++)
+            for (c = 0; c < C; c++) out[px * Cp + c] = src[c * plane + px];
+    }
+
+    static Py_ssize_t adx_row_f32(const int32_t *slots, Py_ssize_t W, const float *prow, Py_ssize_t pstep,
+                                  Py_ssize_t w, Py_ssize_t stride, int C, Py_ssize_t Cp, double tol,
+                                  double *sums, double *ratio, int32_t *hist, int64_t *counts)
+    {
+    #ifdef ADX_AVX2
+        if (adx_simd >= 2) {
+            switch ((C + 7) >> 3) {
+            case 1: return adx_row_f32_avx2_1(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+            case 2: return adx_row_f32_avx2_2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+            case 3: return adx_row_f32_avx2_3(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+            default:
+                return adx_row_f32_avx2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+            }
+        }
+    #endif
+    #ifdef ADX_SSE2
+        if (adx_simd >= 1)
+            return adx_row_f32_sse2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+    #endif
+        return adx_row_f32_c(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+    }
+    """
+    int adx_simd
+    void adx_gather_f32(const float* src, Py_ssize_t plane, int C, Py_ssize_t w, Py_ssize_t Cp, float* out) nogil
+    void adx_gather_f64(const double* src, Py_ssize_t plane, int C, Py_ssize_t w, Py_ssize_t Cp,
+                        double* out) nogil
+    int adx_detect_simd() nogil
+    Py_ssize_t adx_row_f32(const int32_t* slots, Py_ssize_t W, const float* prow, Py_ssize_t pstep, Py_ssize_t w,
+                           Py_ssize_t stride, int C, Py_ssize_t Cp, double tol, double* sums, double* ratio,
+                           int32_t* hist, int64_t* counts) nogil
+    Py_ssize_t adx_row_f64(const int32_t* slots, Py_ssize_t W, const double* prow, Py_ssize_t pstep, Py_ssize_t w,
+                           Py_ssize_t stride, int C, Py_ssize_t Cp, double tol, double* sums, double* ratio,
+                           int32_t* hist, int64_t* counts) nogil
+
+
+SIMD_LEVELS = {0: "plain C", 1: "SSE2", 2: "AVX2"}
+_DETECTED_SIMD = adx_detect_simd()
+adx_simd = _DETECTED_SIMD
+
+
+def simd_level():
+    """Instruction set used by the float32 statistics pass: "AVX2", "SSE2" or "plain C"."""
+    return SIMD_LEVELS[adx_simd]
+
+
+def set_simd_level(int level):
+    """Use at most this instruction set (2: AVX2, 1: SSE2, 0: plain C; capped at what the CPU has); for tests."""
+    global adx_simd
+    adx_simd = max(0, min(level, _DETECTED_SIMD))
+    return simd_level()
+
+
+cdef double LN2_HALF = 0.34657359027997264  # ln(2) / 2
+cdef double BOUND_MARGIN = 1e-4  # relative safety margin of the JS prefilter bounds
+
+
+cdef int _n_threads(int threads) noexcept nogil:
+    if threads > 0:
+        return threads
+    return openmp.omp_get_max_threads()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# label range
+# ------------------------------------------------------------------------------------------------------------------
+
+def label_range(const label_t[:, ::1] labels, int threads=0):
+    """Smallest and largest label, as Python ints."""
+    cdef Py_ssize_t H = labels.shape[0], W = labels.shape[1], t, y, x
+    cdef int T = _n_threads(threads)
+    if T > H:
+        T = H
+    lo_arr = np.empty(T, dtype=np.asarray(labels).dtype)
+    hi_arr = np.empty(T, dtype=np.asarray(labels).dtype)
+    cdef label_t[::1] lo = lo_arr
+    cdef label_t[::1] hi = hi_arr
+    cdef label_t a, b, v
+    for t in prange(T, nogil=True, num_threads=T, schedule="static"):
+        a = labels[t * H // T, 0]
+        b = a
+        for y in range(t * H // T, (t + 1) * H // T):
+            for x in range(W):
+                v = labels[y, x]
+                a = v if v < a else a
+                b = v if v > b else b
+        lo[t] = a
+        hi[t] = b
+    return int(lo_arr.min()), int(hi_arr.max())
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# fused one pass over the probabilities: region statistics, input validation, adjacent label pairs
+# ------------------------------------------------------------------------------------------------------------------
+
+cdef struct PairBuf:
+    int32_t* data
+    Py_ssize_t size
+    Py_ssize_t cap
+    int failed
+
+
+cdef inline bint _reserve(PairBuf* buf, Py_ssize_t extra) noexcept nogil:
+    """Make room for ``extra`` more int32 values; False (and ``failed`` set) when memory runs out."""
+    cdef int32_t* grown
+    cdef Py_ssize_t cap
+    if buf.size + extra <= buf.cap:
+        return True
+    cap = max(2 * buf.cap, buf.size + extra + 4096)
+    grown = <int32_t*>realloc(buf.data, cap * sizeof(int32_t))
+    if grown == NULL:
+        buf.failed = 1
+        return False
+    buf.data = grown
+    buf.cap = cap
+    return True
+
+
+cdef void _row_pairs(const label_t* row, const label_t* above, const label_t* below, Py_ssize_t W,
+                     int64_t base, PairBuf* buf) noexcept nogil:
+    """Adjacent different labels: (row[x], row[x+1]) and (row[x], below[x]), as slot pairs. A pair equal to the
+    same pair one row above (horizontal) or one column to the left (vertical) is skipped; the rest are
+    deduplicated later. Branch-free: every candidate is written and the end advances only for kept pairs."""
+    cdef Py_ssize_t x, n
+    cdef label_t a, b
+    cdef int32_t* out
+    if buf.failed or not _reserve(buf, 4 * W):
+        return
+    out = buf.data + buf.size
+    n = 0
+    if above == NULL:
+        for x in range(W - 1):
+            a = row[x]
+            b = row[x + 1]
+            out[n] = <int32_t>(<int64_t>a - base)
+            out[n + 1] = <int32_t>(<int64_t>b - base)
+            n += 2 * (a != b)
+    else:
+        for x in range(W - 1):
+            a = row[x]
+            b = row[x + 1]
+            out[n] = <int32_t>(<int64_t>a - base)
+            out[n + 1] = <int32_t>(<int64_t>b - base)
+            n += 2 * ((a != b) & ((above[x] != a) | (above[x + 1] != b)))
+    if below != NULL:
+        a = row[0]
+        b = below[0]
+        out[n] = <int32_t>(<int64_t>a - base)
+        out[n + 1] = <int32_t>(<int64_t>b - base)
+        n += 2 * (a != b)
+        for x in range(1, W):
+            a = row[x]
+            b = below[x]
+            out[n] = <int32_t>(<int64_t>a - base)
+            out[n + 1] = <int32_t>(<int64_t>b - base)
+            n += 2 * ((a != b) & ((row[x - 1] != a) | (below[x - 1] != b)))
+    buf.size += n
+
+
+cdef void _rows(
+    const label_t* labels, int64_t base, Py_ssize_t H, Py_ssize_t W, Py_ssize_t y0, Py_ssize_t y1,
+    const real_t* probs, Py_ssize_t h, Py_ssize_t w, Py_ssize_t C, bint chw, Py_ssize_t stride, double tol,
+    int32_t* slots, real_t* scratch, double* sums, double* ratio_sums, int32_t* hist, int64_t* counts,
+    int64_t* first_bad, PairBuf* pairs,
+) noexcept nogil:
+    """Accumulate label rows [y0, y1) into one thread's slot-space accumulators (``sums`` rows padded to Cp).
+
+    ``slots`` holds W int32 and ``scratch`` at least w * Cp + 8 elements of the probability type."""
+    cdef Py_ssize_t Cp = (C + 7) & ~7
+    cdef Py_ssize_t y, py, x, last_py = -1, pstep, bad
+    cdef const label_t* lrow
+    cdef const real_t* prow
+    for y in range(y0, y1):
+        lrow = labels + y * W
+        if pairs != NULL:
+            _row_pairs(lrow, lrow - W if y > 0 else NULL, lrow + W if y + 1 < H else NULL, W, base, pairs)
+        for x in range(W):
+            slots[x] = <int32_t>(<int64_t>lrow[x] - base)
+        py = y // stride
+        if chw:  # gather the row of every class plane into (w, Cp) so each pixel's vector is contiguous
+            if py != last_py:
+                if real_t is float:
+                    adx_gather_f32(probs + py * w, h * w, <int>C, w, Cp, scratch)
+                else:
+                    adx_gather_f64(probs + py * w, h * w, <int>C, w, Cp, scratch)
+                last_py = py
+            prow = scratch
+            pstep = Cp
+        else:
+            prow = probs + py * w * C
+            pstep = C
+            if py == h - 1 and Cp != C:  # vectors may be read past their end: never past the array's end
+                if py != last_py:
+                    memcpy(scratch, prow, w * C * sizeof(real_t))
+                    last_py = py
+                prow = scratch
+        if real_t is float:
+            bad = adx_row_f32(slots, W, prow, pstep, w, stride, <int>C, Cp, tol, sums, ratio_sums, hist, counts)
+        else:
+            bad = adx_row_f64(slots, W, prow, pstep, w, stride, <int>C, Cp, tol, sums, ratio_sums, hist, counts)
+        if bad >= 0 and first_bad[0] < 0:
+            first_bad[0] = py * w + bad
+
+
+def region_sums(const label_t[:, ::1] labels, int64_t base, Py_ssize_t span, const real_t[:, :, ::1] probs,
+                bint chw, Py_ssize_t stride, double tol, int threads=0, bint want_pairs=False):
+    """One pass: per-slot counts, probability sums, p2/p1 sums, argmax histograms (and adjacent slot pairs).
+
+    ``probs`` is (h, w, C) or, with ``chw``, (C, h, w); label pixel (y, x) reads probability pixel
+    (y // stride, x // stride). Every label minus ``base`` must lie in [0, span). Returns
+    ``(counts, sums, ratio_sums, hist, first_bad, pairs)``: ``sums`` is (span, Cp) with Cp = C rounded up to a
+    multiple of 8 (extra columns are 0), ``first_bad`` the raster index on the probability grid of the first
+    invalid vector (non-finite, negative, or ``|sum - 1| > tol``) or -1, and ``pairs`` an (E, 2) int32 array of
+    4-adjacent slot pairs, with repeats (None unless ``want_pairs``).
+    """
+    cdef Py_ssize_t H = labels.shape[0], W = labels.shape[1], h, w, C, Cp, t, i, j, S = span
+    if chw:
+        C, h, w = probs.shape[0], probs.shape[1], probs.shape[2]
+    else:
+        h, w, C = probs.shape[0], probs.shape[1], probs.shape[2]
+    Cp = (C + 7) & ~7
+    cdef int T = _n_threads(threads)
+    if T > H:
+        T = H
+    # each extra thread costs one set of accumulators; keep those below a quarter of the probability array
+    while T > 1 and (T - 1) * S * Cp * 12 > max(h * w * C * <Py_ssize_t>sizeof(real_t) // 4, <Py_ssize_t>(1 << 20)):
+        T -= 1
+    sums_arr = np.zeros((T, S, Cp), dtype=np.float64)
+    ratio_arr = np.zeros((T, S), dtype=np.float64)
+    hist_arr = np.zeros((T, S, C), dtype=np.int32)
+    counts_arr = np.zeros((T, S), dtype=np.int64)
+    bad_arr = np.full(T, -1, dtype=np.int64)
+    scratch_arr = np.zeros((T, w * Cp + 8), dtype=np.asarray(probs).dtype)
+    slots_arr = np.empty((T, W), dtype=np.int32)
+    cdef double[:, :, ::1] sums = sums_arr
+    cdef double[:, ::1] ratio_sums = ratio_arr
+    cdef int32_t[:, :, ::1] hist = hist_arr
+    cdef int64_t[:, ::1] counts = counts_arr
+    cdef int64_t[::1] bad = bad_arr
+    cdef real_t[:, ::1] scratch = scratch_arr
+    cdef int32_t[:, ::1] slots = slots_arr
+    cdef PairBuf* bufs = <PairBuf*>malloc(T * sizeof(PairBuf))
+    if bufs == NULL:
+        raise MemoryError()
+    for t in range(T):
+        bufs[t].data = NULL
+        bufs[t].size = 0
+        bufs[t].cap = 0
+        bufs[t].failed = 0
+    cdef const label_t* lab = &labels[0, 0]
+    cdef const real_t* prob = &probs[0, 0, 0]
+    try:
+        for t in prange(T, nogil=True, num_threads=T, schedule="static"):
+            _rows(lab, base, H, W, t * H // T, (t + 1) * H // T, prob, h, w, C, chw, stride, tol,
+                  &slots[t, 0], &scratch[t, 0], &sums[t, 0, 0], &ratio_sums[t, 0], &hist[t, 0, 0],
+                  &counts[t, 0], &bad[t],
+                  &bufs[t] if want_pairs else NULL)
+        with nogil:
+            for t in range(1, T):  # reduce the per-thread slots into slot 0
+                for i in range(S * Cp):
+                    sums[0, 0, i] += sums[t, 0, i]
+                for i in range(S * C):
+                    hist[0, 0, i] += hist[t, 0, i]
+                for i in range(S):
+                    ratio_sums[0, i] += ratio_sums[t, i]
+                    counts[0, i] += counts[t, i]
+                if bad[0] < 0:
+                    bad[0] = bad[t]
+        pairs = None
+        if want_pairs:
+            if any(bufs[t].failed for t in range(T)):
+                raise MemoryError("out of memory while collecting region adjacency")
+            total = sum(bufs[t].size for t in range(T))
+            pairs = np.empty((total // 2, 2), dtype=np.int32)
+            j = 0
+            for t in range(T):
+                if bufs[t].size:
+                    memcpy(<int32_t*>cnp.PyArray_DATA(pairs) + j, bufs[t].data, bufs[t].size * sizeof(int32_t))
+                    j += bufs[t].size
+    finally:
+        for t in range(T):
+            free(bufs[t].data)
+        free(bufs)
+    return counts_arr[0], sums_arr[0], ratio_arr[0], hist_arr[0], int(bad_arr[0]), pairs
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# region adjacency as CSR with sorted, duplicate-free neighbour lists
+# ------------------------------------------------------------------------------------------------------------------
+
+def adjacency(const int32_t[:, ::1] pairs, const int64_t[::1] to_dense, Py_ssize_t n):
+    """CSR ``(indptr, indices)`` over dense regions 0..n-1 from slot pairs (``to_dense`` maps slot -> region).
+
+    Each neighbour list is ascending without repeats: the symmetric, unsorted lists are transposed (visiting
+    sources in ascending order and appending each to its neighbours' lists), which sorts them and makes repeats
+    adjacent.
+    """
+    cdef Py_ssize_t E = pairs.shape[0], i, a, b, j, m
+    indptr_arr = np.zeros(n + 1, dtype=np.int64)
+    cdef int64_t[::1] indptr = indptr_arr
+    start_arr = np.zeros(n + 1, dtype=np.int64)
+    cdef int64_t[::1] start = start_arr
+    raw_arr = np.empty(2 * E, dtype=np.int32)
+    cdef int32_t[::1] raw = raw_arr
+    indices_arr = np.empty(2 * E, dtype=np.int32)
+    cdef int32_t[::1] indices = indices_arr
+    pos_arr = np.empty(n + 1, dtype=np.int64)
+    cdef int64_t[::1] pos = pos_arr
+    with nogil:
+        for i in range(E):
+            start[to_dense[pairs[i, 0]] + 1] += 1
+            start[to_dense[pairs[i, 1]] + 1] += 1
+        for i in range(n):
+            start[i + 1] += start[i]
+        for i in range(n):
+            pos[i] = start[i]
+        for i in range(E):
+            a = to_dense[pairs[i, 0]]
+            b = to_dense[pairs[i, 1]]
+            raw[pos[a]] = <int32_t>b
+            pos[a] += 1
+            raw[pos[b]] = <int32_t>a
+            pos[b] += 1
+        for i in range(n):
+            pos[i] = start[i]
+        for b in range(n):
+            for j in range(start[b], start[b + 1]):
+                a = raw[j]
+                if pos[a] == start[a] or indices[pos[a] - 1] != b:
+                    indices[pos[a]] = <int32_t>b
+                    pos[a] += 1
+        for a in range(n):  # compact: lists shrank where repeats were dropped
+            m = pos[a] - start[a]
+            for j in range(m):
+                indices[indptr[a] + j] = indices[start[a] + j]
+            indptr[a + 1] = indptr[a] + m
+    return indptr_arr, indices_arr[: indptr_arr[n]].copy()
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# seeded breadth-first merge with the Jensen-Shannon distance to the seed's mean
+# ------------------------------------------------------------------------------------------------------------------
+
+cdef inline double _rel_entr(double x, double y) noexcept nogil:
+    if x > 0.0 and y > 0.0:
+        return x * log(x / y)
+    if x == 0.0 and y >= 0.0:
+        return 0.0
+    return INFINITY  # as scipy.special.rel_entr
+
+
+cdef inline bint _js_below(const double* p, const double* q, Py_ssize_t C, double eps, double eps2) noexcept nogil:
+    """JS(p, q) < eps for normalised p, q, evaluated as scipy's jensenshannon (float64, clamped at 0).
+
+    A prefilter decides most pairs without logarithms: with the triangular discrimination
+    D = sum (p - q)^2 / (p + q), the divergence satisfies D / 4 <= JSD <= ln(2) / 2 * D (Topsoe 2000).
+    Pairs within a relative margin of the threshold are evaluated exactly.
+    """
+    cdef Py_ssize_t c
+    cdef double d = 0.0, s, diff, left = 0.0, right = 0.0, m
+    for c in range(C):
+        s = p[c] + q[c]
+        if s > 0.0:
+            diff = p[c] - q[c]
+            d += diff * diff / s
+    if 0.25 * d > eps2 * (1.0 + BOUND_MARGIN):
+        return False
+    if LN2_HALF * d < eps2 * (1.0 - BOUND_MARGIN):
+        return True
+    for c in range(C):
+        m = (p[c] + q[c]) / 2.0
+        left += _rel_entr(p[c], m)
+        right += _rel_entr(q[c], m)
+    s = (left + right) / 2.0
+    return sqrt(s if s > 0.0 else 0.0) < eps
+
+
+def seeded_merge(const int64_t[::1] order, const double[:, ::1] means, const int64_t[::1] indptr,
+                 const int32_t[::1] indices, double eps, int64_t max_visited):
+    """Return int64 ``target``: the index of the seed that took each region (its own index when untouched).
+
+    ``order`` lists region indices in seed order; ``means`` are the regions' mean probability vectors (each is
+    normalised to sum 1 here, sequentially, as scipy does); the search from a seed is breadth-first over the
+    CSR adjacency. ``max_visited`` caps the number of seeds started plus regions absorbed.
+    """
+    cdef Py_ssize_t n = means.shape[0], C = means.shape[1], i, j, c, head, tail
+    cdef int64_t s, r, wr, visited = 0
+    cdef double total
+    cdef double eps2 = eps * eps
+    target_arr = np.arange(n, dtype=np.int64)
+    cdef int64_t[::1] target = target_arr
+    P_arr = np.empty((n, C), dtype=np.float64)
+    cdef double[:, ::1] P = P_arr
+    merged_arr = np.zeros(n, dtype=np.uint8)
+    cdef uint8_t[::1] merged = merged_arr
+    stamp_arr = np.full(n, -1, dtype=np.int64)
+    cdef int64_t[::1] stamp = stamp_arr
+    queue_arr = np.empty(n, dtype=np.int64)
+    cdef int64_t[::1] queue = queue_arr
+    cdef bint stop = False
+    with nogil:
+        for i in range(n):
+            total = 0.0
+            for c in range(C):
+                total += means[i, c]
+            for c in range(C):
+                P[i, c] = means[i, c] / total
+        for i in range(n):
+            s = order[i]
+            if merged[s]:
+                continue
+            if visited >= max_visited:
+                break
+            merged[s] = 1
+            stamp[s] = s
+            visited += 1
+            queue[0] = s
+            head = 0
+            tail = 1
+            while head < tail and not stop:
+                r = queue[head]
+                head += 1
+                for j in range(indptr[r], indptr[r + 1]):
+                    wr = indices[j]
+                    if merged[wr] or stamp[wr] == s:
+                        continue
+                    stamp[wr] = s
+                    if visited >= max_visited:
+                        stop = True
+                        break
+                    if _js_below(&P[s, 0], &P[wr, 0], C, eps, eps2):
+                        merged[wr] = 1
+                        target[wr] = s
+                        visited += 1
+                        queue[tail] = wr
+                        tail += 1
+            if stop:
+                break
+    return target_arr
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# output map
+# ------------------------------------------------------------------------------------------------------------------
+
+def apply_lut(const label_t[:, ::1] labels, int64_t base, const label_t[::1] lut, label_t[:, ::1] out,
+              int threads=0):
+    """``out[y, x] = lut[labels[y, x] - base]``."""
+    cdef Py_ssize_t H = labels.shape[0], W = labels.shape[1], y, x
+    cdef int T = _n_threads(threads)
+    for y in prange(H, nogil=True, num_threads=T, schedule="static"):
+        for x in range(W):
+            out[y, x] = lut[<int64_t>labels[y, x] - base]
