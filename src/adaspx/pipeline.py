@@ -78,15 +78,29 @@ def synthesize_dataset(root: str | Path, params: Mapping[str, Any]) -> None:
     log.info("synthetic dataset written to %s: %s", root, summary)
 
 
-def prepare_dataset(kind: str, root: str | Path, splits: Mapping[str, str], manifest_out: str | Path) -> None:
-    """Check every image and label of the pool and val splits, and write the manifest later rules read."""
-    manifest = datasets.build_manifest(kind, root, splits=[splits["pool"], splits["val"]])
+def prepare_dataset(
+    kind: str,
+    root: str | Path,
+    splits: Mapping[str, str],
+    manifest_out: str | Path,
+    list_files: Mapping[str, str | None] | None = None,
+) -> None:
+    """Check every image and label of the pool and val splits, and write the manifest later rules read.
+
+    ``list_files`` (``pool``/``val`` -> path or None) restrict a Cityscapes split to the listed images.
+    """
+    list_files = list_files or {}
+    by_split = {splits[k]: list_files.get(k) for k in ("pool", "val")}
+    manifest = datasets.build_manifest(kind, root, splits=[splits["pool"], splits["val"]], list_files=by_split)
     manifest["pool_split"], manifest["val_split"] = splits["pool"], splits["val"]
     write_json(manifest_out, manifest)
 
 
-def _dataset(manifest: Mapping[str, Any], which: str) -> datasets.FolderDataset:
-    return datasets.open_dataset(manifest["kind"], manifest["root"], manifest[f"{which}_split"])
+def _dataset(manifest: Mapping[str, Any], which: str) -> datasets.Dataset:
+    split = manifest[f"{which}_split"]
+    return datasets.open_dataset(
+        manifest["kind"], manifest["root"], split, list_file=manifest.get("list_files", {}).get(split)
+    )
 
 
 def pool_ids(manifest: Mapping[str, Any], shards: int = 1, shard: int = 0) -> list[str]:

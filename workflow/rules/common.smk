@@ -25,6 +25,10 @@ WARMUP_EXPERIMENT = {
 
 if len(EXPERIMENTS) != len(config["experiments"]):
     raise WorkflowError("experiments: experiment names must be unique")
+LIST_FILES = [f for f in (DS.get("pool_list"), DS.get("val_list")) if f]
+for key in ("pool_list", "val_list"):
+    if DS.get(key) and not Path(DS[key]).is_file():
+        raise WorkflowError(f"dataset.{key}: {DS[key]} does not exist")
 if DS["kind"] != "synthetic" and not Path(DATASET_ROOT).is_dir():
     raise WorkflowError(
         f"dataset.root: {DATASET_ROOT} does not exist or is not a directory"

@@ -16,6 +16,7 @@ if DS["kind"] == "synthetic":
 rule prepare_dataset:
     input:
         root=DATASET_ROOT,
+        lists=LIST_FILES,
     output:
         manifest=f"{RESULTS}/manifest.json",
     log:
@@ -25,5 +26,6 @@ rule prepare_dataset:
     params:
         kind=DS["kind"],
         splits={"pool": DS["pool_split"], "val": DS["val_split"]},
+        list_files={"pool": DS.get("pool_list"), "val": DS.get("val_list")},
     script:
         "../scripts/prepare_dataset.py"

@@ -1,4 +1,5 @@
 from adaspx.pipeline import log_to, prepare_dataset
 
+p = snakemake.params
 with log_to(snakemake.log[0]):
-    prepare_dataset(snakemake.params.kind, snakemake.input.root, snakemake.params.splits, snakemake.output.manifest)
+    prepare_dataset(p.kind, snakemake.input.root, p.splits, snakemake.output.manifest, list_files=p.list_files)
