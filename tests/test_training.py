@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 
 from adaspx import IGNORE_INDEX
-from adaspx.models import MODELS, SmallSegNet, build_model, count_parameters
+from adaspx.models import MODELS, DeepLabV3Plus, SmallSegNet, build_model, count_parameters, torchvision_weights_file
+from adaspx.pipeline import at_label_resolution
 from adaspx.training import (
     CheckpointError,
     TrainConfig,
@@ -58,6 +59,16 @@ def toy():
 FAST = TrainConfig(iterations=6, batch_size=2, lr=0.05, crop_size=24)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test: on a shared 2-core machine two threads can be many times slower (see
+    benchmarks/README.md, "Training")."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 # ------------------------------------------------------------------------------------------------ models
 
 
@@ -65,15 +76,19 @@ FAST = TrainConfig(iterations=6, batch_size=2, lr=0.05, crop_size=24)
 def test_models_forward_backward(name):
     torch.manual_seed(0)
     model = build_model(name, 5).train()
-    x = torch.randn(2, 3, 64, 64)
+    heavy = "resnet" in name  # ResNet-50/101: keep it tiny (oneDNN setup per shape dominates on CPU)
+    size = 32 if heavy else 64
+    x = torch.randn(2, 3, size, size)
     y = model(x)
-    assert y.shape == (2, 5, 64, 64)
+    assert y.shape == (2, 5, size, size)
     y.square().mean().backward()
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
+    if heavy:
+        return  # forward == upsampled forward_lowres is the base class's, checked on the others
     model.eval()  # no dropout
     with torch.inference_mode():
-        expected = F.interpolate(model.forward_lowres(x), size=(64, 64), mode="bilinear", align_corners=False)
+        expected = F.interpolate(model.forward_lowres(x), size=(size, size), mode="bilinear", align_corners=False)
         assert torch.allclose(model(x), expected, atol=1e-6)
 
 
@@ -92,6 +107,51 @@ def test_build_model_errors():
         build_model("small", 0)
     with pytest.raises(ValueError, match="no pretrained"):
         build_model("small", 3, pretrained_backbone=True)
+    with pytest.raises(FileNotFoundError, match="model.weights: .*nope.pt not found"):
+        build_model("small", 3, weights="/nonexistent/nope.pt")
+
+
+def test_deeplabv3plus_structure():
+    model = build_model("deeplabv3plus_resnet50", 4).eval()
+    assert isinstance(model, DeepLabV3Plus)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.inference_mode():
+        feats = model.backbone(x)
+        assert feats["low"].shape[-2:] == (16, 24)  # stride 4
+        assert feats["out"].shape[-2:] == (4, 6)  # output stride 16
+        assert model.forward_lowres(x).shape == (1, 4, 16, 24)
+
+
+def test_torchvision_weights_only_from_cache(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    expected = tmp_path / "checkpoints" / "resnet50-0676ba61.pth"
+    assert torchvision_weights_file("deeplabv3plus_resnet50") == expected
+    with pytest.raises(FileNotFoundError, match="resnet50-0676ba61.pth not found"):
+        build_model("deeplabv3plus_resnet50", 3, weights="torchvision")
+    # a stand-in for the cached ImageNet weights: a ResNet-50 state dict of recognisable values
+    from torchvision.models import resnet50
+
+    torch.manual_seed(1)
+    state = resnet50().state_dict()
+    expected.parent.mkdir()
+    torch.save(state, expected)
+    model = build_model("deeplabv3plus_resnet50", 3, weights="torchvision")
+    assert torch.equal(model.backbone.conv1.weight, state["conv1.weight"])
+    assert torch.equal(model.backbone.layer4[2].conv3.weight, state["layer4.2.conv3.weight"])
+
+
+def test_weights_from_checkpoint_path(tmp_path):
+    torch.manual_seed(0)
+    source = build_model("small", 4)
+    save_checkpoint(tmp_path / "m.pt", source, model_name="small", num_classes=4, meta={})
+    torch.manual_seed(1)
+    model = build_model("small", 3, weights=tmp_path / "m.pt")  # another class count: classifiers stay random
+    own, src = model.state_dict(), source.state_dict()
+    assert torch.equal(own["stem.0.weight"], src["stem.0.weight"])
+    assert not torch.equal(own["classifier.bias"][:0], src["classifier.bias"][:1])
+    assert own["classifier.weight"].shape[0] == 3
+    with pytest.raises(ValueError, match="holds a 'small' model"):
+        build_model("lraspp_mobilenet_v3_large", 3, weights=tmp_path / "m.pt")
 
 
 # -------------------------------------------------------------------------------------------------- loss
@@ -197,6 +257,54 @@ def test_training_handles_sizes_crops_and_padding():
         assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+class Crash(Exception):
+    pass
+
+
+def crash_after(k):
+    def hook(i):
+        if i == k:
+            raise Crash
+
+    return hook
+
+
+@pytest.mark.parametrize("name", ["small", "deeplabv3_mobilenet_v3_large"])  # the latter has dropout
+def test_resume_after_crash_is_bit_identical(toy, tmp_path, name):
+    images, _, targets = toy
+    config = TrainConfig(iterations=7, batch_size=3, lr=0.05, crop_size=24, model=name)
+    kw = dict(num_classes=3, config=config, seed=1, threads=1, progress=False)
+    expected = train_model(images, targets, **kw).state_dict()
+    ckpt = tmp_path / "train_checkpoint.pt"
+    with pytest.raises(Crash):
+        train_model(images, targets, **kw, checkpoint=ckpt, checkpoint_every=2, on_iteration=crash_after(5))
+    assert ckpt.is_file()
+    assert torch.load(ckpt, weights_only=True)["iteration"] == 4
+    done = []
+    resumed = train_model(images, targets, **kw, checkpoint=ckpt, checkpoint_every=2, on_iteration=done.append)
+    assert done == [5, 6, 7]  # iterations 1-4 came from the checkpoint
+    assert not ckpt.exists()
+    state = resumed.state_dict()
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+
+
+def test_resume_ignores_state_of_another_run(toy, tmp_path, caplog):
+    images, _, targets = toy
+    ckpt = tmp_path / "train_checkpoint.pt"
+    kw = dict(num_classes=3, threads=1, progress=False, checkpoint=ckpt, checkpoint_every=1)
+    with pytest.raises(Crash):
+        train_model(images, targets, config=FAST, seed=0, on_iteration=crash_after(3), **kw)
+    done = []
+    with caplog.at_level("WARNING"):
+        train_model(images, targets, config=FAST, seed=5, on_iteration=done.append, **kw)  # another seed
+    assert done == list(range(1, FAST.iterations + 1))
+    assert "another run" in caplog.text
+    assert not ckpt.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="checkpoint_every"):
+        train_model(images, targets, config=FAST, seed=0, num_classes=3, checkpoint_every=-1)
+
+
 def test_training_restores_global_state(toy):
     images, _, targets = toy
     threads = torch.get_num_threads()
@@ -283,6 +391,29 @@ def test_predict_probs_matches_forward():
     x = _Normalizer(torch.device("cpu"))(image[None])
     expected = torch.softmax(model(x), dim=1)[0].detach().numpy()
     np.testing.assert_allclose(next(predict_probs(model, [image])), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [2, 3, 8])
+def test_predict_probs_stride_block_means(stride):
+    torch.manual_seed(0)
+    model = build_model("small", 3)
+    rng = np.random.default_rng(7)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((21, 30), (5, 7))]
+    for image, full, low in zip(
+        images, predict_probs(model, images), predict_probs(model, images, stride=stride), strict=True
+    ):
+        h, w = image.shape[:2]
+        assert low.shape == (3, -(-h // stride), -(-w // stride))
+        np.testing.assert_allclose(low.sum(axis=0), 1.0, atol=1e-5)
+        for i, j in ((0, 0), (low.shape[1] - 1, low.shape[2] - 1)):
+            block = full[:, i * stride : (i + 1) * stride, j * stride : (j + 1) * stride]
+            np.testing.assert_allclose(low[:, i, j], block.mean(axis=(1, 2)), atol=1e-6)
+        # what downstream stages read for each label pixel: the mean over its own block
+        up = at_label_resolution(low, (h, w), stride)
+        assert up.shape == full.shape
+        np.testing.assert_allclose(up[:, h - 1, w - 1], low[:, -1, -1])
+    with pytest.raises(ValueError, match="stride"):
+        list(predict_probs(model, images, stride=0))
 
 
 def test_predict_probs_rejects_bad_images():

@@ -9,12 +9,36 @@ the same loss at a fraction of the cost when labels are sparse.
 
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODELS = ("small", "lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+log = logging.getLogger(__name__)
+
+MODELS = (
+    "small",
+    "lraspp_mobilenet_v3_large",
+    "deeplabv3_mobilenet_v3_large",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3plus_resnet50",
+    "deeplabv3plus_resnet101",
+)
 """Names accepted by :func:`build_model`."""
+
+# The ImageNet classification weights that ``weights="torchvision"`` loads into each model's backbone.
+_BACKBONE_WEIGHTS = {
+    "lraspp_mobilenet_v3_large": ("MobileNet_V3_Large_Weights", "IMAGENET1K_V1"),
+    "deeplabv3_mobilenet_v3_large": ("MobileNet_V3_Large_Weights", "IMAGENET1K_V1"),
+    "deeplabv3_resnet50": ("ResNet50_Weights", "IMAGENET1K_V1"),
+    "deeplabv3_resnet101": ("ResNet101_Weights", "IMAGENET1K_V1"),
+    "deeplabv3plus_resnet50": ("ResNet50_Weights", "IMAGENET1K_V1"),
+    "deeplabv3plus_resnet101": ("ResNet101_Weights", "IMAGENET1K_V1"),
+}
 
 
 def upsample_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -109,41 +133,166 @@ class TorchvisionSegNet(SegmentationModel):
         self._deeplab = deeplab
 
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:
-        """Classifier logits before torchvision's final upsampling (stride 16 for DeepLabV3, 8 for LR-ASPP)."""
+        """Classifier logits before torchvision's final upsampling (DeepLabV3: stride 16 on MobileNetV3, 8 on
+        ResNet; LR-ASPP: 8)."""
         features = self.net.backbone(x.contiguous(memory_format=torch.channels_last))
         if self._deeplab:
             features = features["out"]
         return self.net.classifier(features)
 
 
-def build_model(name: str, num_classes: int, *, pretrained_backbone: bool = False) -> SegmentationModel:
-    """A freshly initialized segmentation model; see :data:`MODELS`.
+class DeepLabV3Plus(SegmentationModel):
+    """DeepLabV3+ (Chen et al., ECCV 2018) on a torchvision ResNet: the paper's architecture family.
 
-    ``pretrained_backbone`` loads torchvision's ImageNet MobileNetV3 weights (downloaded on first use) for the
-    torchvision models; the ``small`` model has none. The model is returned in ``channels_last`` memory format
+    - encoder: ResNet-50/101 at output stride 16 (``replace_stride_with_dilation=[False, False, True]``, so
+      ``layer4`` is dilated), followed by torchvision's ASPP (rates 6, 12, 18, image pooling, 256 channels,
+      dropout 0.5 in training);
+    - decoder: the ``layer1`` features (stride 4, 256 channels) reduced to 48 channels by a 1x1 convolution +
+      BatchNorm + ReLU, concatenated with the ASPP output upsampled bilinearly to stride 4, two 3x3
+      convolutions (256 channels, BatchNorm + ReLU) and a 1x1 classifier.
+
+    ``forward_lowres`` returns the stride-4 logits. The reference model is the same decoder on Xception-65.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int) -> None:
+        super().__init__()
+        from torchvision.models._utils import IntermediateLayerGetter
+        from torchvision.models.segmentation.deeplabv3 import ASPP
+
+        self.backbone = IntermediateLayerGetter(backbone, return_layers={"layer1": "low", "layer4": "out"})
+        self.aspp = ASPP(2048, [6, 12, 18], 256)
+        self.low_proj = nn.Sequential(nn.Conv2d(256, 48, 1, bias=False), nn.BatchNorm2d(48), nn.ReLU(inplace=True))
+        self.decoder = nn.Sequential(_conv_bn_relu(256 + 48, 256), _conv_bn_relu(256, 256))
+        self.classifier = nn.Conv2d(256, num_classes, 1)
+        for module in (self.low_proj, self.decoder, self.classifier):
+            for m in module.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+
+    def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits at stride 4, the size of ResNet's ``layer1`` output (``ceil(ceil(H/2)/2)`` per side)."""
+        features = self.backbone(x.contiguous(memory_format=torch.channels_last))
+        low = self.low_proj(features["low"])
+        high = upsample_logits(self.aspp(features["out"]), (low.shape[-2], low.shape[-1]))
+        return self.classifier(self.decoder(torch.cat([high, low], dim=1)))
+
+
+def torchvision_weights_file(name: str) -> Path:
+    """Where ``weights="torchvision"`` expects the backbone weights of model ``name``: torch's hub cache."""
+    import torchvision.models as tvm
+
+    enum_name, member = _BACKBONE_WEIGHTS[name]
+    url = getattr(getattr(tvm, enum_name), member).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+
+
+def _backbone_weights(name: str):
+    """torchvision's ImageNet weights enum for ``name``'s backbone, after checking they are already cached."""
+    import torchvision.models as tvm
+
+    if name not in _BACKBONE_WEIGHTS:
+        raise ValueError(f"model {name!r} has no torchvision backbone weights")
+    path = torchvision_weights_file(name)
+    if not path.is_file():
+        enum_name, member = _BACKBONE_WEIGHTS[name]
+        weights = getattr(getattr(tvm, enum_name), member)
+        raise FileNotFoundError(
+            f"model.weights=torchvision: {path} not found (torchvision's {enum_name}.{member} backbone weights for "
+            f"{name}). adaspx never downloads weights; fetch them once on a machine with internet access, e.g. "
+            f"`python -c \"import torch; torch.hub.load_state_dict_from_url('{weights.url}')\"`, and copy the "
+            f"file there (torch.hub.get_dir() honours $TORCH_HOME)"
+        )
+    enum_name, member = _BACKBONE_WEIGHTS[name]
+    return getattr(getattr(tvm, enum_name), member)
+
+
+def _load_weights_file(model: nn.Module, path: str | os.PathLike, name: str) -> None:
+    """Initialize ``model`` from an adaspx checkpoint or a plain state dict at ``path``.
+
+    Every tensor whose name and shape match is copied; the others (typically the final classifier when the
+    number of classes differs) keep their random initialization and are logged.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model.weights: {path} not found (expected none, torchvision or a checkpoint path)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(payload, dict) and "state_dict" in payload:
+        if payload.get("model_name") not in (None, name):
+            raise ValueError(f"model.weights: {path} holds a {payload['model_name']!r} model, not {name!r}")
+        payload = payload["state_dict"]
+    if not isinstance(payload, dict):
+        raise ValueError(f"model.weights: {path} holds no state dict")
+    own = model.state_dict()
+    matched = {k: v for k, v in payload.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
+    if not matched:
+        raise ValueError(f"model.weights: no tensor of {path} matches model {name!r}")
+    model.load_state_dict(matched, strict=False)
+    skipped = sorted(set(own) - set(matched))
+    log.info(
+        "initialized %s from %s: %d tensors loaded, %d kept random %s",
+        name,
+        path,
+        len(matched),
+        len(skipped),
+        skipped[:6],
+    )
+
+
+def build_model(
+    name: str, num_classes: int, *, pretrained_backbone: bool = False, weights: str | os.PathLike | None = None
+) -> SegmentationModel:
+    """A segmentation model; see :data:`MODELS`.
+
+    ``weights`` (the ``model.weights`` config key): ``None`` or ``"none"``: random initialization (from the
+    global torch RNG); ``"torchvision"``: torchvision's ImageNet classification weights in the backbone (ResNet
+    or MobileNetV3; the heads stay random), read from torch's hub cache only (``torch.hub.get_dir()/
+    checkpoints``; FileNotFoundError naming the expected file when absent, nothing is ever downloaded);
+    anything else: the path of an adaspx checkpoint or state dict of this model, whose matching tensors are
+    loaded (see :func:`_load_weights_file`). ``pretrained_backbone=True`` is the same as ``"torchvision"``.
+
+    The paper's setting (DeepLabv3+ with ImageNet backbone weights) is ``deeplabv3plus_resnet101`` (or
+    ``_resnet50``) with ``weights="torchvision"``; the reference uses an Xception-65 backbone instead.
+
+    ``deeplabv3_resnet50``/``101`` are torchvision's DeepLabV3 (output stride 8, no auxiliary head);
+    ``deeplabv3plus_*`` is :class:`DeepLabV3Plus`. The model is returned in ``channels_last`` memory format
     and converts its input to it, which is faster on CPU (oneDNN) and GPU alike.
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
     if not isinstance(num_classes, int) or not 1 <= num_classes <= 255:
         raise ValueError(f"num_classes must be an integer in 1..255 (255 is the ignore label), got {num_classes!r}")
+    if isinstance(weights, str) and weights.lower() == "none":
+        weights = None
+    if pretrained_backbone:
+        if weights not in (None, "torchvision"):
+            raise ValueError(f"pretrained_backbone=True conflicts with weights={weights!r}")
+        weights = "torchvision"
     if name == "small":
-        if pretrained_backbone:
+        if weights == "torchvision":
             raise ValueError("model 'small' has no pretrained backbone")
         model: SegmentationModel = SmallSegNet(num_classes)
     else:
-        from torchvision.models import MobileNet_V3_Large_Weights
-        from torchvision.models.segmentation import deeplabv3_mobilenet_v3_large, lraspp_mobilenet_v3_large
+        backbone_weights = _backbone_weights(name) if weights == "torchvision" else None
+        if name.startswith("deeplabv3plus_"):
+            from torchvision.models import resnet50, resnet101
 
-        backbone_weights = MobileNet_V3_Large_Weights.IMAGENET1K_V1 if pretrained_backbone else None
-        if name == "lraspp_mobilenet_v3_large":
-            net = lraspp_mobilenet_v3_large(weights=None, weights_backbone=backbone_weights, num_classes=num_classes)
-            model = TorchvisionSegNet(net, deeplab=False)
+            resnet = resnet50 if name.endswith("resnet50") else resnet101
+            backbone = resnet(weights=backbone_weights, replace_stride_with_dilation=[False, False, True])
+            model = DeepLabV3Plus(backbone, num_classes)
         else:
-            net = deeplabv3_mobilenet_v3_large(
-                weights=None, weights_backbone=backbone_weights, num_classes=num_classes, aux_loss=False
+            from torchvision.models import segmentation as seg
+
+            net = getattr(seg, name)(
+                weights=None,
+                weights_backbone=backbone_weights,
+                num_classes=num_classes,
+                **({} if name.startswith("lraspp") else {"aux_loss": False}),
             )
-            model = TorchvisionSegNet(net, deeplab=True)
+            model = TorchvisionSegNet(net, deeplab=not name.startswith("lraspp"))
+    if weights not in (None, "torchvision"):
+        _load_weights_file(model, weights, name)
     return model.to(memory_format=torch.channels_last)
 
 

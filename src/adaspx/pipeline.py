@@ -148,9 +148,25 @@ def train(
     seed: int,
     threads: int | None = None,
     progress: bool = True,
+    weights: str | None = None,
+    previous_model: str | Path | None = None,
 ) -> None:
+    """Train the round's model on the labeled pixels of ``targets_path``; write ``model_out`` when done.
+
+    ``params`` is the ``train`` config block: ``checkpoint_every`` (iterations between saves of the in-progress
+    state to ``train_checkpoint.pt`` beside ``model_out``; 0 = off; a rerun resumes from it, and it is deleted
+    once ``model_out`` is written) and ``init`` are taken out, the rest are :class:`TrainConfig` fields. The
+    initial weights are ``previous_model`` when ``init`` is ``previous`` and one is given (rounds >= 1), else
+    ``weights`` (the ``model.weights`` key: none, torchvision or a checkpoint path).
+    """
     from adaspx.training import TrainConfig, save_checkpoint, train_model
 
+    params = dict(params)
+    checkpoint_every = int(params.pop("checkpoint_every", 100))
+    init = params.pop("init", "scratch")
+    if init not in ("scratch", "previous"):
+        raise ValueError(f"train.init must be scratch or previous, got {init!r}")
+    initial = previous_model if init == "previous" and previous_model else weights
     manifest = datasets.load_manifest(manifest_path)
     ds = _dataset(manifest, "pool")
     images, targets = [], []
@@ -161,10 +177,11 @@ def train(
                 images.append(ds.image(image_id))
                 targets.append(target)
     log.info(
-        "training %s on %d images with %d labeled pixels",
+        "training %s on %d images with %d labeled pixels, initial weights: %s",
         model,
         len(images),
         sum(int((t != IGNORE_INDEX).sum()) for t in targets),
+        initial or "random",
     )
     config = TrainConfig(model=model, **params)
     net = train_model(
@@ -175,13 +192,21 @@ def train(
         seed=seed,
         threads=threads,
         progress=progress,
+        weights=initial,
+        checkpoint=Path(model_out).with_name("train_checkpoint.pt"),
+        checkpoint_every=checkpoint_every,
     )
     save_checkpoint(
         model_out,
         net,
         model_name=model,
         num_classes=manifest["num_classes"],
-        meta={"seed": seed, "train": dict(params), "images": len(images)},
+        meta={
+            "seed": seed,
+            "train": dict(params, init=init),
+            "weights": None if initial is None else str(initial),
+            "images": len(images),
+        },
     )
 
 
@@ -218,9 +243,15 @@ def infer(
     batch_size: int = 8,
     threads: int | None = None,
     config=None,
+    stride: int = 1,
     **attrs: Any,
 ) -> None:
-    """Softmax probabilities of the pool shard, float16 (C, H, W) per image, written as they come."""
+    """Softmax probabilities of the pool shard, float16 (C, h, w) per image, written as they come.
+
+    ``stride`` s (the ``infer.stride`` key) stores them at ``h, w = ceil(H/s), ceil(W/s)``, each value the mean
+    over the s x s block of pixels (y, x) with (y // s, x // s) equal to its position (see
+    :func:`adaspx.training.predict_probs`); the artifact's ``stride`` attribute records s.
+    """
     from adaspx.training import load_checkpoint, predict_probs
 
     manifest = datasets.load_manifest(manifest_path)
@@ -229,10 +260,18 @@ def infer(
     _torch_threads(threads)
     net, _ = load_checkpoint(model_path)
     with ArtifactWriter(
-        out, SCHEMA_PROBS, config=config, stride=1, classes=manifest["classes"], shard=shard, shards=shards, **attrs
+        out,
+        SCHEMA_PROBS,
+        config=config,
+        stride=stride,
+        classes=manifest["classes"],
+        shard=shard,
+        shards=shards,
+        **attrs,
     ) as w:
         images = (ds.image(i) for i in ids)
-        for image_id, probs in zip(ids, predict_probs(net, images, batch_size=batch_size), strict=True):
+        probs_iter = predict_probs(net, images, batch_size=batch_size, stride=stride)
+        for image_id, probs in zip(ids, probs_iter, strict=True):
             w.add("probs", image_id, probs.astype(np.float16))
 
 

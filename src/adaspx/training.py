@@ -14,10 +14,22 @@ labeled pixels only (``grid_sample`` at the pixel centres, which is the same int
 ``F.interpolate(..., align_corners=False)``), instead of upsampling the whole logit map: the same loss, and for
 the ``small`` model on 96x128 images about a third less time per iteration at a few percent of labeled pixels.
 Above ~70% labeled pixels the full upsampling is cheaper and is used instead.
+
+Resumable training: with a ``checkpoint`` path, :func:`train_model` saves its complete state (weights, optimizer
+momentum, iteration, the batch sampler's generator, the global torch RNG used by dropout, the pending image
+order) atomically every ``checkpoint_every`` iterations, and a later call with the same path, inputs and
+settings resumes from it. On CPU the resumed run ends bit-identical to an uninterrupted one. The file is
+deleted when training completes.
+
+On CUDA: bf16 autocast where supported (training and inference), ``channels_last``, pinned host memory for the
+batch transfers, cuDNN autotuning (results then are not bit-reproducible). Images are held in memory, so the
+per-batch host work is only a crop and a copy; there are no DataLoader workers, and ``threads`` sets torch's
+intra-op threads.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -25,7 +37,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +57,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 CHECKPOINT_FORMAT = "adaspx.checkpoint/1"
+TRAIN_STATE_FORMAT = "adaspx.train_state/1"
 
 # Below this fraction of labeled pixels in a batch, the CPU loss samples the low-resolution logits at the
 # labeled pixels; above it, upsampling the whole map is cheaper.
@@ -156,7 +169,10 @@ class _Normalizer:
         self.inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0)
 
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(batch).to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # channels_last view
+        x = torch.from_numpy(batch)
+        if self.device.type == "cuda":
+            x = x.pin_memory()
+        x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # channels_last view
         return (x.float() - self.mean) * self.inv_std
 
 
@@ -269,8 +285,16 @@ def train_model(
     threads: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    weights: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int = 100,
+    on_iteration: Callable[[int], None] | None = None,
 ) -> nn.Module:
-    """Train ``config.model`` from scratch on the labeled pixels of ``targets``; return it in eval mode.
+    """Train ``config.model`` on the labeled pixels of ``targets``; return it in eval mode.
+
+    The model starts from ``weights`` (see :func:`adaspx.models.build_model`: ``None`` = random initialization
+    from ``seed``, ``"torchvision"`` = ImageNet backbone, or a checkpoint path, e.g. the previous round's model
+    for fine-tuning).
 
     Batches sample only images with at least one labeled pixel, in a fresh random order every pass over them;
     each image is randomly cropped to ``config.crop_size`` (targets padded with 255 where the image is smaller)
@@ -282,6 +306,16 @@ def train_model(
     duration of the call, when given). The caller's global RNG state and settings are restored afterwards.
     A tqdm progress bar on stderr shows the loss and images/s unless ``progress=False``.
 
+    ``checkpoint``: path of the in-progress training state, written atomically (temporary file + rename) after
+    every ``checkpoint_every`` iterations (0 = never) and deleted on completion. If the file exists when the call
+    starts and was written by a run with the same inputs, settings, seed and initial weights (a fingerprint is
+    stored; the thread count and device are not part of it), training resumes from it; a state of another run is
+    ignored with a warning and overwritten. On CPU with the same ``threads`` the resumed result is
+    bit-identical to an uninterrupted run.
+    ``on_iteration(i)`` is called after iteration ``i`` (1-based count of completed iterations), after any
+    checkpoint of that iteration is written; an exception from it aborts training (tests use it to simulate a
+    crash).
+
     Raises ValueError if images and targets disagree in number or shape (naming the index), a label is out of
     range, or no pixel is labeled at all; RuntimeError if the loss becomes non-finite.
     """
@@ -290,6 +324,13 @@ def train_model(
     imgs, tgts, usable, labeled = _check_pairs(images, targets, num_classes)
     if not usable:
         raise ValueError(f"no labeled pixel in {len(tgts)} targets: nothing to train on")
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be a non-negative integer, got {checkpoint_every!r}")
+    resume = _Resume(
+        Path(checkpoint) if checkpoint is not None else None,
+        checkpoint_every,
+        _fingerprint(imgs, tgts, num_classes, config, seed, weights),
+    )
     dev = default_device(device)
     cpu = dev.type == "cpu"
     crop = config.crop_hw()
@@ -305,13 +346,83 @@ def train_model(
             torch.use_deterministic_algorithms(True)
         with torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(seed)
-            model = build_model(config.model, num_classes).to(dev)
+            model = build_model(config.model, num_classes, weights=weights).to(dev)
             gen = torch.Generator().manual_seed(seed)
-            _fit(model, imgs, tgts, usable, labeled, config, crop, gen, dev, progress)
+            _fit(model, imgs, tgts, usable, labeled, config, crop, gen, dev, progress, resume, on_iteration)
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
+    if resume.path is not None:
+        resume.path.unlink(missing_ok=True)
     return model.eval()
+
+
+def _fingerprint(
+    images: list[np.ndarray],
+    targets: list[np.ndarray],
+    num_classes: int,
+    config: TrainConfig,
+    seed: int,
+    weights: Any,
+) -> str:
+    """Hash of everything that determines a training run: settings, seed, initial weights, targets, image sizes."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((config, seed, num_classes, str(weights), len(images))).encode())
+    if weights not in (None, "none", "torchvision"):
+        p = Path(weights)
+        h.update(repr(p.stat().st_size if p.is_file() else None).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    for image, target in zip(images, targets, strict=True):
+        h.update(repr(image.shape).encode())
+        h.update(np.ascontiguousarray(image[:: max(image.shape[0] // 8, 1), :: max(image.shape[1] // 8, 1)]))
+        h.update(np.ascontiguousarray(target))
+    return h.hexdigest()
+
+
+@dataclass
+class _Resume:
+    """Where and how often :func:`_fit` saves its state, and the fingerprint of the run."""
+
+    path: Path | None
+    every: int
+    fingerprint: str
+
+    def load(self) -> dict | None:
+        """The saved state of this run, or None (no file, or the state of another run: logged)."""
+        if self.path is None or not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as err:  # damaged file: start over
+            log.warning("%s: unreadable training state (%s); starting from iteration 0", self.path, err)
+            return None
+        if not isinstance(state, dict) or state.get("format") != TRAIN_STATE_FORMAT:
+            log.warning("%s: not an adaspx training state; starting from iteration 0", self.path)
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            log.warning("%s: training state of another run (inputs or settings differ); starting over", self.path)
+            return None
+        return state
+
+    def save(self, state: dict) -> None:
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save({"format": TRAIN_STATE_FORMAT, "fingerprint": self.fingerprint, **state}, self.path)
+
+
+def _atomic_save(payload: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _fit(
@@ -325,9 +436,14 @@ def _fit(
     gen: torch.Generator,
     dev: torch.device,
     progress: bool,
+    resume: _Resume,
+    on_iteration: Callable[[int], None] | None,
 ) -> None:
     cpu = dev.type == "cpu"
-    bf16 = not cpu and dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    cuda = dev.type == "cuda"
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    if cuda:
+        torch.backends.cudnn.benchmark = True
     normalize = _Normalizer(dev)
     criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
     optimizer = torch.optim.SGD(
@@ -335,7 +451,18 @@ def _fit(
     )
     model.train()
     order: list[int] = []
-    seen, skipped, loss_avg = 0, 0, math.nan
+    seen, skipped, loss_avg, first = 0, 0, math.nan, 0
+    state = resume.load()
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        if cuda and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], dev)
+        order, seen, skipped, loss_avg = list(state["order"]), state["seen"], state["skipped"], state["loss_avg"]
+        first = state["iteration"]
+        log.info("resuming from %s at iteration %d of %d", resume.path, first, config.iterations)
     log.info(
         "training %s: %d images with labels (%d labeled pixels), %d iterations of %d on %s%s",
         config.model,
@@ -346,10 +473,39 @@ def _fit(
         dev,
         " (bf16)" if bf16 else "",
     )
-    bar = tqdm(total=config.iterations, desc="train", unit="it", file=sys.stderr, disable=not progress, mininterval=0.5)
-    start = time.perf_counter()
+    bar = tqdm(
+        total=config.iterations,
+        initial=first,
+        desc="train",
+        unit="it",
+        file=sys.stderr,
+        disable=not progress,
+        mininterval=0.5,
+    )
+    start, seen_before = time.perf_counter(), seen
+
+    def end_of_iteration(it: int) -> None:
+        done = it + 1
+        if resume.path is not None and resume.every and done % resume.every == 0 and done < config.iterations:
+            resume.save(
+                {
+                    "iteration": done,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "generator": gen.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None,
+                    "order": list(order),
+                    "seen": seen,
+                    "skipped": skipped,
+                    "loss_avg": loss_avg,
+                }
+            )
+        if on_iteration is not None:
+            on_iteration(done)
+
     try:
-        for it in range(config.iterations):
+        for it in range(first, config.iterations):
             batch = []
             while len(batch) < config.batch_size:
                 if not order:
@@ -362,6 +518,7 @@ def _fit(
             if not (tb != IGNORE_INDEX).any():  # possible with crops: nothing to learn from this batch
                 skipped += 1
                 bar.update(1)
+                end_of_iteration(it)
                 continue
             x = normalize(xb)
             _zero_padding(x, sizes)
@@ -380,15 +537,18 @@ def _fit(
             bar.update(1)
             if progress:
                 bar.set_postfix(
-                    loss=f"{loss_avg:.3f}", img_s=f"{seen / (time.perf_counter() - start):.0f}", refresh=False
+                    loss=f"{loss_avg:.3f}",
+                    img_s=f"{(seen - seen_before) / (time.perf_counter() - start):.0f}",
+                    refresh=False,
                 )
+            end_of_iteration(it)
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
     log.info(
         "trained in %.1f s: %.0f images/s, final loss %.4f%s",
         elapsed,
-        seen / max(elapsed, 1e-9),
+        (seen - seen_before) / max(elapsed, 1e-9),
         loss_avg,
         f", {skipped} batches without labels skipped" if skipped else "",
     )
@@ -398,9 +558,20 @@ def _fit(
 
 
 def predict_probs(
-    model: nn.Module, images: Iterable[np.ndarray], *, batch_size: int = 8, device: str | None = None
+    model: nn.Module,
+    images: Iterable[np.ndarray],
+    *,
+    batch_size: int = 8,
+    device: str | None = None,
+    stride: int = 1,
 ) -> Iterator[np.ndarray]:
     """Softmax probabilities ``(C, H, W)`` float32 for each image, in input order.
+
+    ``stride`` s > 1 returns them at reduced resolution ``(C, ceil(H/s), ceil(W/s))``: element (i, j) is the mean
+    of the full-resolution probabilities over the pixels (y, x) with ``y // s == i`` and ``x // s == j`` (an s x s
+    block, clipped at the bottom and right borders), so label pixel (y, x) maps to (y // s, x // s) as in
+    :func:`adaspx.pipeline.at_label_resolution`; each vector still sums to 1. On CUDA, inference runs under bf16
+    autocast where supported (softmax in float32).
 
     Consecutive images of the same size are batched (up to ``batch_size``); only one batch is held at a time,
     so ``images`` may be a generator over a large dataset. ``device=None`` runs where the model's parameters
@@ -408,6 +579,8 @@ def predict_probs(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be a positive integer, got {stride!r}")
     if device is None:
         param = next(model.parameters(), None)
         dev = param.device if param is not None else torch.device("cpu")
@@ -420,19 +593,35 @@ def predict_probs(
     for i, image in enumerate(images):
         image = _check_image(i, image)
         if pending and (image.shape != pending[0].shape or len(pending) == batch_size):
-            yield from _predict_batch(model, normalize, pending)
+            yield from _predict_batch(model, normalize, pending, stride)
             pending = []
         pending.append(image)
     if pending:
-        yield from _predict_batch(model, normalize, pending)
+        yield from _predict_batch(model, normalize, pending, stride)
 
 
-def _predict_batch(model: nn.Module, normalize: _Normalizer, images: list[np.ndarray]) -> list[np.ndarray]:
+def block_mean(probs: torch.Tensor, stride: int) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, ceil(H/s), ceil(W/s)): means over the blocks ``y // s, x // s`` (clipped at borders)."""
+    if stride == 1:
+        return probs
+    h, w = probs.shape[-2:]
+    ph, pw = -h % stride, -w % stride
+    total = F.avg_pool2d(F.pad(probs, (0, pw, 0, ph)), stride, stride, divisor_override=1)
+    ones = F.pad(torch.ones(1, 1, h, w, dtype=probs.dtype, device=probs.device), (0, pw, 0, ph))
+    return total / F.avg_pool2d(ones, stride, stride, divisor_override=1)
+
+
+def _predict_batch(
+    model: nn.Module, normalize: _Normalizer, images: list[np.ndarray], stride: int = 1
+) -> list[np.ndarray]:
     # Computed eagerly and returned as a list: inference mode must not stay enabled while the caller holds the
     # generator suspended.
     with torch.inference_mode():
         x = normalize(np.stack(images))
-        probs = torch.softmax(model(x).float(), dim=1).cpu().numpy()
+        bf16 = x.device.type == "cuda" and torch.cuda.is_bf16_supported()
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = model(x)
+        probs = block_mean(torch.softmax(logits.float(), dim=1), stride).cpu().numpy()
     return [np.ascontiguousarray(p) for p in probs]
 
 
@@ -460,17 +649,7 @@ def save_checkpoint(
         "meta": meta,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    _atomic_save(payload, Path(path))
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | None = None) -> tuple[nn.Module, dict]:

@@ -3,12 +3,24 @@ ROUND_LOGS = f"{LOGS}/{{experiment}}/seed{{seed}}/round{{round}}"
 # One thread per model job: CPU results are then bit-identical on any machine (torch's CPU kernels are not
 # reduction-order stable across thread counts) and the default small model gains little from more threads.
 # For a large model on a many-core CPU, raise it with `--set-threads train=16` (results then depend on it).
+# GPUs are not requested here: a cluster profile sets resources (e.g. slurm_extra/gres) for train, evaluate and
+# infer; the code uses CUDA whenever it is visible.
+#
+# train writes its in-progress state to {ROUND}/train_checkpoint.pt every train.checkpoint_every iterations. It
+# is deliberately not an output (Snakemake deletes the outputs of failed jobs): rerunning the failed job resumes
+# from it, and train deletes it after writing model.pt.
+
+
+# train.init: previous fine-tunes the previous round's model (an input then; none in round 0); scratch (default,
+# the reference code) retrains from model.weights every round.
+FINE_TUNE = config["train"].get("init", "scratch") == "previous"
 
 
 rule train:
     input:
         manifest=rules.prepare_dataset.output.manifest,
         targets=f"{ROUND}/targets.h5",
+        previous_model=lambda w: previous(w, "model.pt") if FINE_TUNE else [],
     output:
         model=f"{ROUND}/model.pt",
     log:
@@ -20,6 +32,7 @@ rule train:
     threads: 1
     params:
         model=config["model"]["name"],
+        weights=config["model"].get("weights"),
         train=config["train"],
         seed=lambda w: int(w.seed),
     script:
@@ -58,6 +71,7 @@ rule infer:
     threads: 1
     params:
         batch_size=config["infer"]["batch_size"],
+        stride=config["infer"].get("stride", 1),
         shards=len(SHARDS),
     script:
         "../scripts/infer.py"

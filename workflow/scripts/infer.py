@@ -9,6 +9,7 @@ with log_to(snakemake.log[0]):
         shards=snakemake.params.shards,
         shard=int(w.shard),
         batch_size=snakemake.params.batch_size,
+        stride=snakemake.params.stride,
         threads=snakemake.threads,
         experiment=w.experiment,
         seed=int(w.seed),

@@ -9,4 +9,6 @@ with log_to(snakemake.log[0]):
         params=snakemake.params.train,
         seed=snakemake.params.seed,
         threads=snakemake.threads,
+        weights=snakemake.params.weights,
+        previous_model=snakemake.input.previous_model or None,
     )
