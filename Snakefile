@@ -16,6 +16,14 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+# Cheap bookkeeping jobs run on the submitting node, never queued on a cluster.
+localrules:
+    all,
+    summarize,
+    prepare_dataset,
+    synthesize_dataset,
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/dataset.smk"
 include: "workflow/rules/superpixels.smk"

@@ -1,9 +1,9 @@
 """The shipped configs validate, and every config key is documented in config/README.md."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
 from snakemake.utils import validate
 
