@@ -1,6 +1,12 @@
+import json
+import logging
+
 import numpy as np
+import pandas as pd
+import pulp
 import pytest
 
+from adaspx import acquisition as acq
 from adaspx.acquisition import class_balanced_scores, minmax, random_scores, select_under_budget
 
 
@@ -44,3 +50,282 @@ def test_random_scores_are_seeded():
     b = random_scores(5, np.random.default_rng([1, 2]))
     np.testing.assert_array_equal(a, b)
     assert minmax(np.array([3.0, 3.0])).tolist() == [1.0, 1.0]
+
+
+# ------------------------------------------------------------------------------------------ more scores
+
+
+def test_pixel_entropy_hand_values():
+    p = np.array([[0.5, 1.0, 0.25], [0.5, 0.0, 0.25], [0.0, 0.0, 0.5]])  # classes x pixels
+    np.testing.assert_allclose(acq.pixel_entropy(p, axis=0), [np.log(2), 0.0, 1.5 * np.log(2)])
+    np.testing.assert_array_equal(acq.entropy_scores([0.1, 0.3]), [0.1, 0.3])
+
+
+def test_pixel_share_and_cai_region_share():
+    np.testing.assert_allclose(acq.pixel_share([30, 10, 0, 60]), [0.3, 0.1, 0.0, 0.6])
+    # Cai et al.: the share of regions, whatever their size; -1 (no prediction) ignored
+    np.testing.assert_allclose(acq.region_share(np.array([0, 0, 1, 2, -1]), 4), [0.5, 0.25, 0.25, 0.0])
+
+
+def test_official_share_is_the_literal_reference_formula():
+    # 2 Cityscapes images predicted at half resolution (512 x 1024 = 524288 px each), 3/4 road, 1/4 car
+    half = np.array([2 * 393216, 2 * 131072])
+    share = acq.official_share(half, n_images=2)
+    np.testing.assert_allclose(share, [393216 / 2097152, 131072 / 2097152])  # 0.1875, 0.0625
+    assert share.sum() == pytest.approx(0.25)  # the hard-coded full-resolution denominator: 4x too small
+    intended = acq.pixel_share(half)
+    np.testing.assert_allclose(share, intended / 4)
+    # the weights exp(-p_c) are correspondingly flatter than intended
+    w_official, w_intended = np.exp(-share), np.exp(-intended)
+    assert w_official[1] / w_official[0] < w_intended[1] / w_intended[0]
+
+
+def test_class_balanced_variants_weight_by_their_shares():
+    unc = np.array([0.2, 0.6, 1.0])
+    pred = np.array([0, 1, 1])
+    share = acq.region_share(pred, 2)  # [1/3, 2/3]
+    s = acq.class_balanced_scores(unc, pred, share)
+    np.testing.assert_allclose(s, [0.0, 0.5 * np.exp(-2 / 3), np.exp(-2 / 3)])
+
+
+def test_size_weights():
+    np.testing.assert_allclose(acq.size_weights(np.array([1, 3]), 1.0), [0.5, 1.5])
+    np.testing.assert_allclose(acq.size_weights(np.array([1, 4]), 0.5), [np.sqrt(0.4), np.sqrt(1.6)])
+    np.testing.assert_array_equal(acq.size_weights(np.array([1, 3]), 0.0), [1.0, 1.0])
+
+
+def test_click_cost_models():
+    np.testing.assert_array_equal(acq.click_costs("region", 3), [1, 1, 1])
+    np.testing.assert_array_equal(acq.click_costs("classes", 3, np.array([2, 0, 3])), [2, 1, 3])
+    np.testing.assert_array_equal(acq.click_costs("classes", 2, None), [1, 1])  # no model: 1 per region
+    with pytest.raises(ValueError, match="click cost 'area' unknown"):
+        acq.click_costs("area", 2)
+
+
+def test_class_quotas():
+    np.testing.assert_array_equal(acq.class_quotas(0.25, 10, 3), [3, 3, 3])  # ceil(2.5)
+    assert acq.class_quotas(None, 10, 3) is None
+    with pytest.raises(ValueError, match="share of the budget"):
+        acq.class_quotas(1.5, 10, 3)
+
+
+# ------------------------------------------------------------------------------------------- selection
+
+
+def _greedy_value(scores, sel):
+    return float(np.asarray(scores)[sel].sum())
+
+
+def test_ilp_beats_greedy_with_image_cap_and_class_quota():
+    # greedy takes 0.9 (image 0, class 0), then cannot take 0.8 (image 0 full) nor 0.7 (class 0 full): 0.9 + 0.1
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    images, classes = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    sel = select_under_budget(scores, np.ones(4, int), 2, images=images, max_per_image=1,
+                              classes=classes, class_quota=np.array([1, 1]))  # fmt: skip
+    assert sel.tolist() == [1, 2]  # 0.8 + 0.7 = 1.5 > 1.0
+
+
+def test_ilp_beats_greedy_with_costs_and_a_cap():
+    scores = np.array([1.0, 0.6, 0.6])
+    costs = np.array([2, 1, 1])
+    sel = select_under_budget(scores, costs, 2, images=np.array([0, 1, 2]), max_per_image=1)
+    assert sorted(sel.tolist()) == [1, 2]  # 1.2 > greedy's 1.0
+
+
+def test_single_limit_with_unit_costs_is_greedy_and_optimal():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    images = np.array([0, 0, 0, 1, 1])
+    sel = select_under_budget(scores, np.ones(5, int), 3, images=images, max_per_image=2)
+    assert sel.tolist() == [0, 1, 3]
+    classes = np.array([0, 0, 1, 0, 1])
+    sel = select_under_budget(scores, np.ones(5, int), 3, classes=classes, class_quota=np.array([1, 5]))
+    assert sel.tolist() == [0, 2, 4]
+
+
+def test_ilp_matches_brute_force_on_small_random_cases():
+    import itertools
+
+    rng = np.random.default_rng(0)
+    for _ in range(15):
+        n = 8
+        scores, costs = rng.random(n), rng.integers(1, 3, n)
+        images, classes = rng.integers(0, 3, n), rng.integers(0, 2, n)
+        budget, cap, quota = 4, 2, np.array([3, 3])
+        sel = select_under_budget(scores, costs, budget, images=images, max_per_image=cap,
+                                  classes=classes, class_quota=quota)  # fmt: skip
+        best = 0.0
+        for k in range(n + 1):
+            for sub in itertools.combinations(range(n), k):
+                s = list(sub)
+                if costs[s].sum() > budget or (k and np.bincount(images[s]).max() > cap):
+                    continue
+                if k and (np.bincount(classes[s], weights=costs[s], minlength=2) > quota).any():
+                    continue
+                best = max(best, scores[s].sum())
+        assert costs[sel].sum() <= budget
+        assert scores[sel].sum() == pytest.approx(best, rel=1e-3)
+
+
+def test_ilp_passes_gap_and_time_limit(monkeypatch):
+    seen = {}
+    real = pulp.PULP_CBC_CMD
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pulp, "PULP_CBC_CMD", spy)
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    images, classes = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    select_under_budget(scores, np.ones(4, int), 2, images=images, max_per_image=1,
+                        classes=classes, class_quota=np.array([1, 1]), gap_rel=0.01, time_limit=3)  # fmt: skip
+    assert seen["gapRel"] == 0.01 and seen["timeLimit"] == 3
+
+
+def test_solver_without_solution_falls_back_to_greedy(monkeypatch, caplog):
+    def no_solution(self, solver=None, **kwargs):
+        self.status, self.sol_status = pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound
+        return self.status
+
+    monkeypatch.setattr(pulp.LpProblem, "solve", no_solution)
+    scores = np.array([0.9, 0.8, 0.7, 0.1])
+    with caplog.at_level(logging.WARNING):
+        sel = select_under_budget(scores, np.ones(4, int), 2, images=np.array([0, 0, 1, 1]), max_per_image=1,
+                                  classes=np.array([0, 1, 0, 1]), class_quota=np.array([1, 1]))  # fmt: skip
+    assert sel.tolist() == [0, 3]  # greedy's choice
+    assert "falling back to greedy" in caplog.text
+
+
+def test_fractional_lp_with_no_integer_solution_rounds_down_and_fills(monkeypatch, caplog):
+    calls = []
+    real = pulp.LpProblem.solve
+
+    def lp_then_nothing(self, solver=None, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            return real(self, solver, **kwargs)
+        self.status, self.sol_status = pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound
+        return self.status
+
+    monkeypatch.setattr(pulp.LpProblem, "solve", lp_then_nothing)
+    # LP optimum: x0 = 1, x1 = 0.5 (costs 2 + 2 > budget 3); rounding down keeps 0, filling adds the cost-1 region
+    scores, costs = np.array([1.0, 0.9, 0.1]), np.array([2, 2, 1])
+    with caplog.at_level(logging.WARNING):
+        sel = select_under_budget(scores, costs, 3, images=np.array([0, 1, 2]), max_per_image=1)
+    assert len(calls) == 2 and "rounded-down LP solution" in caplog.text
+    assert sorted(sel.tolist()) == [0, 2]
+
+
+def test_limits_validate():
+    with pytest.raises(ValueError, match="max_per_image needs one image index"):
+        select_under_budget(np.zeros(2), np.ones(2, int), 1, max_per_image=1)
+    with pytest.raises(ValueError, match=r"classes must lie in \[0, 2\)"):
+        select_under_budget(np.zeros(2), np.ones(2, int), 1, classes=np.array([0, 2]), class_quota=np.array([1, 1]))
+    with pytest.raises(ValueError, match="click costs must be >= 1"):
+        select_under_budget(np.zeros(2), np.array([1, 0]), 1)
+
+
+def test_rank_order_is_a_stable_top_k():
+    rng = np.random.default_rng(1)
+    s = rng.integers(0, 5, 200).astype(float)
+    for k in (0, 1, 17, 200):
+        np.testing.assert_array_equal(acq._rank_order(s, k), np.argsort(-s, kind="stable")[:k])
+
+
+# ------------------------------------------------------------------------------------ the acquire stage
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    """A 3-image synthetic pool with SLIC superpixels, a probabilities artifact and an empty answer map."""
+    from adaspx import pipeline, synthetic
+    from adaspx.h5io import ArtifactWriter
+
+    d = tmp_path_factory.mktemp("pool")
+    synthetic.write_dataset(d / "data", train_size=3, val_size=1, height=32, width=40, seed=1)
+    pipeline.prepare_dataset("folder", d / "data", {"pool": "train", "val": "val"}, d / "manifest.json")
+    pipeline.base_superpixels(d / "manifest.json", d / "base.h5", method="slic",
+                              params={"n_segments": 12}, shards=1, shard=0)  # fmt: skip
+    manifest = json.loads((d / "manifest.json").read_text())
+    c = manifest["num_classes"]
+    rng = np.random.default_rng(0)
+    with ArtifactWriter(d / "probs.h5", pipeline.SCHEMA_PROBS, stride=1) as w:
+        for image_id in pipeline.pool_ids(manifest):
+            p = rng.random((c, 32, 40)).astype(np.float32) ** 4
+            w.add("probs", image_id, (p / p.sum(axis=0)).astype(np.float16))
+    return d
+
+
+def _acquire(pool, out, **kw):
+    from adaspx import pipeline
+
+    args = {"strategy": "class_balanced", "budget": 5, "seed": 0, "round": 1, **kw}
+    answers = args.pop("answers", None)
+    pipeline.acquire(pool / "manifest.json", [str(pool / "base.h5")], [str(pool / "probs.h5")], answers, out, **args)
+    return pd.read_csv(out, dtype={"image": str}) if out.exists() else None
+
+
+@pytest.mark.parametrize("strategy", acq.STRATEGIES)
+def test_every_strategy_selects_the_budget(pool, tmp_path, strategy):
+    sel = _acquire(pool, tmp_path / "sel.csv", strategy=strategy, size_exponent=0.5)
+    assert len(sel) == 5 and sel["clicks"].sum() == 5
+    assert sel["score"].is_monotonic_decreasing
+
+
+def test_zero_budget_selects_nothing(pool, tmp_path):
+    sel = _acquire(pool, tmp_path / "sel.csv", budget=0)
+    assert len(sel) == 0 and "region" in sel.columns
+
+
+def test_nan_probabilities_name_file_and_image(pool, tmp_path):
+    import shutil
+
+    import h5py
+
+    bad = tmp_path / "probs.h5"
+    shutil.copy(pool / "probs.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        name = sorted(f["probs"])[1]
+        arr = f["probs"][name][()]
+        arr[0, 3, 3] = np.nan
+        f["probs"][name][...] = arr
+    from adaspx import pipeline
+
+    out = tmp_path / "sel.csv"
+    with pytest.raises(ValueError, match=rf"probs\.h5: image {name}: probabilities of 1 pixels are NaN"):
+        pipeline.acquire(pool / "manifest.json", [str(pool / "base.h5")], [str(bad)], None, out,
+                         strategy="margin", budget=3, seed=0, round=1)  # fmt: skip
+    assert not out.exists()
+
+
+def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
+    from adaspx import pipeline
+    from adaspx.h5io import Artifact, ArtifactWriter
+
+    everything = _acquire(pool, tmp_path / "all.csv", budget=10_000)
+    n = len(everything)
+    # answer the 4 best regions fully
+    top = everything.head(4)
+    with Artifact(pool / "base.h5") as base, ArtifactWriter(tmp_path / "answers.h5", pipeline.SCHEMA_ANSWERS) as w:
+        for image_id in base.names("labels"):
+            labels = base.get("labels", image_id)
+            amap = np.full(labels.shape, -1, np.int32)
+            for row, r in enumerate(top[top["image"] == image_id]["region"]):
+                amap[labels == r] = row
+            w.add("labels", image_id, amap)
+    ans = str(tmp_path / "answers.h5")
+    sel = _acquire(pool, tmp_path / "excl.csv", budget=10_000, answers=ans, exclude_labeled=0.5)
+    assert len(sel) == n - 4 and sel["clicks"].sum() == n - 4  # the whole budget goes to the rest
+    assert not set(zip(top["image"], top["region"], strict=True)) & set(zip(sel["image"], sel["region"], strict=True))
+    again = _acquire(pool, tmp_path / "re.csv", budget=4, answers=ans, exclude_labeled=None)
+    assert again[["image", "region"]].values.tolist() == top[["image", "region"]].values.tolist()  # reference
+
+
+def test_classes_cost_and_limits_in_the_stage(pool, tmp_path):
+    # random probabilities: every region is predicted to hold most of the 8 classes, so costs are high
+    sel = _acquire(pool, tmp_path / "sel.csv", budget=40, click_cost="classes", max_per_image=2, max_per_class=0.5)
+    assert 1 <= len(sel) and sel["clicks"].sum() <= 40 and (sel["clicks"] > 1).all()
+    assert sel.groupby("image").size().max() <= 2
+    assert sel.groupby("predicted")["clicks"].sum().max() <= 20
+    with pytest.raises(ValueError, match="click cost 'x' unknown"):
+        _acquire(pool, tmp_path / "bad.csv", click_cost="x")

@@ -1,7 +1,10 @@
+import json
+
 import numpy as np
+import pandas as pd
 import pytest
 
-from adaspx.annotation import dominant_labels, knee_threshold, precision, sieve_mask, targets_from_answers
+from adaspx.annotation import class_clicks, dominant_labels, knee_threshold, precision, sieve_mask, targets_from_answers
 
 
 def test_dominant_label_counts_void_and_reports_pixels():
@@ -69,3 +72,154 @@ def test_reference_knee_fails_when_many_pixels_are_confidently_wrong():
     thr = knee_threshold(conf)
     assert thr == pytest.approx(0.02)
     assert not (conf < thr).any()
+
+
+# ------------------------------------------------------------------------------------------ sieve variant
+
+
+def _confidently_wrong_region():
+    """One 7x7 region answered 0: 8 pixels the model gives class 1 at 0.98, 41 it gives class 0 at 0.95."""
+    amap = np.zeros((7, 7), dtype=np.int32)
+    probs = np.zeros((2, 7, 7), dtype=np.float32)
+    probs[0] = 0.95
+    probs[0].flat[:8] = 0.02
+    probs[1] = 1 - probs[0]
+    return amap, np.array([0]), probs
+
+
+def test_knee_disagree_sieves_where_the_knee_fails():
+    amap, labels, probs = _confidently_wrong_region()
+    assert not sieve_mask(amap, labels, probs, min_pixels=10).any()  # the reference: nothing sieved
+    drop = sieve_mask(amap, labels, probs, min_pixels=10, method="knee_disagree")
+    assert drop.sum() == 8 and drop.flat[:8].all()
+
+
+def test_knee_disagree_threshold_and_min_pixels():
+    amap, labels, probs = _confidently_wrong_region()
+    # another class at 0.98 is not a disagreement at threshold 0.99
+    assert not sieve_mask(amap, labels, probs, 10, method="knee_disagree", disagree_threshold=0.99).any()
+    assert not sieve_mask(amap, labels, probs, 50, method="knee_disagree").any()  # region below min_pixels
+    # a split vote (argmax another class at 0.45 of 3 classes) is not confident at 0.5
+    p3 = np.zeros((3, 7, 7), np.float32)
+    p3[0], p3[1], p3[2] = 0.25, 0.45, 0.30
+    assert not sieve_mask(amap, labels, p3, 10, method="knee_disagree").any()
+    with pytest.raises(ValueError, match="sieve method 'otsu' unknown"):
+        sieve_mask(amap, labels, probs, 10, method="otsu")
+
+
+def test_sieve_rows_restrict_to_given_answers():
+    amap, labels, probs = _confidently_wrong_region()
+    amap2 = np.concatenate([amap, amap + 1], axis=1)
+    probs2 = np.concatenate([probs, probs], axis=2)
+    labels2 = np.array([0, 0])
+    both = sieve_mask(amap2, labels2, probs2, 10, method="knee_disagree")
+    only1 = sieve_mask(amap2, labels2, probs2, 10, method="knee_disagree", rows=np.array([1]))
+    assert both.sum() == 16 and only1.sum() == 8 and not only1[:, :7].any()
+
+
+def test_class_clicks_count_non_void_classes_at_least_one():
+    regions = np.array([[5, 5, 5, 9], [5, 7, 9, 9]])
+    gt = np.array([[1, 1, 255, 2], [2, 255, 255, 255]], dtype=np.uint8)
+    # region 5: classes 1 and 2 (void ignored) -> 2; region 9: class 2 -> 1; region 7: only void -> 1
+    assert class_clicks(regions, gt, np.array([5, 9, 7])).tolist() == [2, 1, 1]
+
+
+# ------------------------------------------------------------------------------------ the annotate stage
+
+
+@pytest.fixture(scope="module")
+def stage(tmp_path_factory):
+    from adaspx import pipeline, synthetic
+    from adaspx.h5io import ArtifactWriter
+
+    d = tmp_path_factory.mktemp("annotate")
+    synthetic.write_dataset(d / "data", train_size=3, val_size=1, height=32, width=40, seed=2)
+    pipeline.prepare_dataset("folder", d / "data", {"pool": "train", "val": "val"}, d / "manifest.json")
+    pipeline.base_superpixels(d / "manifest.json", d / "base.h5", method="slic",
+                              params={"n_segments": 6}, shards=1, shard=0)  # fmt: skip
+    manifest = json.loads((d / "manifest.json").read_text())
+    ids = pipeline.pool_ids(manifest)
+    # probabilities that are confidently wrong on a quarter of every image: class (gt + 1) at 0.9
+    from adaspx.datasets import read_label
+
+    with ArtifactWriter(d / "probs.h5", pipeline.SCHEMA_PROBS, stride=1) as w:
+        for image_id in ids:
+            gt = read_label(d / "data" / "labels" / f"{image_id}.png").astype(np.int64)
+            c = manifest["num_classes"]
+            guess = np.where(gt == 255, 0, gt)
+            guess[:, :10] = (guess[:, :10] + 1) % c
+            p = np.full((c, 32, 40), 0.1 / (c - 1), np.float32)
+            np.put_along_axis(p, guess[None], 0.9, axis=0)
+            w.add("probs", image_id, p.astype(np.float16))
+    return d, ids
+
+
+def _annotate(d, tmp, selection, round=1, prev=None, **kw):
+    from adaspx import pipeline
+
+    selection.to_csv(tmp / f"sel{round}.csv", index=False)
+    out = {k: tmp / f"{k}{round}.{ext}" for k, ext in
+           (("answers_csv", "csv"), ("answers_h5", "h5"), ("targets_h5", "h5"), ("stats_json", "json"))}  # fmt: skip
+    prev_csv, prev_h5, prev_t = (None, None, None) if prev is None else prev
+    pipeline.annotate(d / "manifest.json", tmp / f"sel{round}.csv", [str(d / "base.h5")], prev_csv, prev_h5,
+                      [str(d / "probs.h5")], [str(d / "base.h5")], round=round, prev_targets_h5=prev_t,
+                      **out, **kw)  # fmt: skip
+    return out, json.loads(out["stats_json"].read_text())
+
+
+def _selection(d, ids, image_index, count):
+    from adaspx.h5io import Artifact
+
+    with Artifact(d / "base.h5") as base:
+        rids = np.unique(base.get("labels", ids[image_index]))[:count]
+    return pd.DataFrame({"rank": range(len(rids)), "image": ids[image_index], "region": rids, "score": 1.0,
+                         "size": 1, "clicks": 1, "predicted": 0, "uncertainty": 0.0})  # fmt: skip
+
+
+def test_classes_cost_charges_ground_truth_classes(stage, tmp_path):
+    d, ids = stage
+    sel = _selection(d, ids, 0, 3)
+    out, stats = _annotate(d, tmp_path, sel, sieve=False, click_cost="classes")
+    answers = pd.read_csv(out["answers_csv"])
+    from adaspx.datasets import read_label
+    from adaspx.h5io import Artifact
+
+    gt = read_label(d / "data" / "labels" / f"{ids[0]}.png")
+    with Artifact(d / "base.h5") as base:
+        expected = class_clicks(base.get("labels", ids[0]), gt, sel["region"].to_numpy())
+    assert answers["clicks"].tolist() == expected.tolist()
+    assert stats["clicks"] == int(expected.sum()) and stats["clicks_estimated_round"] == 3
+    assert stats["click_cost"] == "classes" and stats["labeled_pixels"] > 0
+
+
+def test_knee_disagree_stage_raises_precision(stage, tmp_path):
+    d, ids = stage
+    sel = _selection(d, ids, 1, 6)
+    _, knee = _annotate(d, tmp_path, sel, sieve=True, min_pixels=20, sieve_method="knee")
+    (tmp_path / "b").mkdir()
+    _, dis = _annotate(d, tmp_path / "b", sel, sieve=True, min_pixels=20, sieve_method="knee_disagree")
+    assert dis["sieve_method"] == "knee_disagree"
+    assert dis["label_precision"] >= knee["label_precision"]
+    assert dis["labeled_pixels"] < knee["labeled_pixels"]
+
+
+def test_frozen_sieving_keeps_earlier_targets(stage, tmp_path):
+    import h5py
+
+    d, ids = stage
+    out1, _ = _annotate(d, tmp_path, _selection(d, ids, 2, 3), round=1, sieve=True, min_pixels=20,
+                        sieve_method="knee_disagree")  # fmt: skip
+    prev = (str(out1["answers_csv"]), str(out1["answers_h5"]), str(out1["targets_h5"]))
+    # round 2 answers other regions; with a frozen sieve and a disagree threshold nothing reaches, old targets stay
+    sel2 = _selection(d, ids, 0, 2)
+    out2, stats = _annotate(d, tmp_path, sel2, round=2, prev=prev, sieve=True, min_pixels=20,
+                            sieve_method="knee_disagree", disagree_threshold=1.0, freeze_sieve=True)  # fmt: skip
+    assert stats["sieve_frozen"] is True
+    with h5py.File(out1["targets_h5"]) as t1, h5py.File(out2["targets_h5"]) as t2:
+        np.testing.assert_array_equal(t1["labels"][ids[2]][()], t2["labels"][ids[2]][()])
+    # without freezing, round 2 re-sieves round 1's answers with its own settings: they change
+    (tmp_path / "b").mkdir()
+    out3, _ = _annotate(d, tmp_path / "b", sel2, round=2, prev=prev, sieve=True, min_pixels=20,
+                        sieve_method="knee_disagree", disagree_threshold=1.0)  # fmt: skip
+    with h5py.File(out1["targets_h5"]) as t1, h5py.File(out3["targets_h5"]) as t3:
+        assert (t3["labels"][ids[2]][()] != 255).sum() > (t1["labels"][ids[2]][()] != 255).sum()

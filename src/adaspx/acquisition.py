@@ -1,18 +1,32 @@
 """Acquisition: score candidate regions, then select under a click budget.
 
-Scoring functions (``*_scores``) only turn per-region statistics into one number per region, higher = query
-first; selection (:func:`select_under_budget`) only knows scores and costs. The round loop lives in the workflow.
+Scoring functions (``*_scores``, ``*_share``) only turn per-region statistics into one number per region, higher =
+query first; selection (:func:`select_under_budget`) only knows scores, costs and optional per-image and per-class
+limits. The round loop lives in the workflow.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import warnings
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("random", "margin", "class_balanced")
+STRATEGIES = ("random", "margin", "entropy", "class_balanced", "class_balanced_official", "class_balanced_cai")
+CLASS_BALANCED = ("class_balanced", "class_balanced_official", "class_balanced_cai")
+CLICK_COSTS = ("region", "classes")
+
+OFFICIAL_IMAGE_PIXELS = 1024 * 2048
+"""The reference code divides its class pixel counts by ``n_images * 1024 * 2048`` (full-resolution Cityscapes)."""
+
+ILP_GAP_REL = 1e-3
+ILP_TIME_LIMIT = 5.0
+
+
+# ------------------------------------------------------------------------------------------------ scores
 
 
 def random_scores(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -23,6 +37,19 @@ def random_scores(n: int, rng: np.random.Generator) -> np.ndarray:
 def margin_scores(uncertainty: np.ndarray) -> np.ndarray:
     """Mean margin-ratio uncertainty of the region (p_(2) / p_(1), higher = less sure)."""
     return np.asarray(uncertainty, dtype=np.float64)
+
+
+def pixel_entropy(probs: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Per-pixel Shannon entropy ``-sum_c p_c log p_c`` (natural log, 0 log 0 = 0) along the class ``axis``."""
+    p = np.asarray(probs, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        plogp = np.where(p > 0, p * np.log(p), 0.0)
+    return -plogp.sum(axis=axis)
+
+
+def entropy_scores(mean_entropy: np.ndarray) -> np.ndarray:
+    """The region's mean per-pixel entropy (higher = less sure); see :func:`pixel_entropy`."""
+    return np.asarray(mean_entropy, dtype=np.float64)
 
 
 def minmax(values: np.ndarray) -> np.ndarray:
@@ -36,50 +63,377 @@ def minmax(values: np.ndarray) -> np.ndarray:
     return (values - lo) / (hi - lo)
 
 
+def pixel_share(class_pixels: np.ndarray) -> np.ndarray:
+    """``p_c`` of ``class_balanced``: the share of pool pixels whose per-pixel argmax is c (sums to 1)."""
+    class_pixels = np.asarray(class_pixels, dtype=np.float64)
+    return class_pixels / max(1.0, class_pixels.sum())
+
+
+def official_share(half_res_class_pixels: np.ndarray, n_images: int) -> np.ndarray:
+    """``p_c`` of the reference code, literally: class pixel counts over ``n_images * 1024 * 2048``.
+
+    The reference counts argmax pixels at half resolution (512x1024 on Cityscapes) but divides by the full-resolution
+    pixel count, so its shares sum to ~1/4 and its weights ``exp(-p_c)`` are ~4x weaker than intended. On other
+    image sizes the hard-coded denominator makes the shares meaningless (tiny images: all weights ~1).
+    """
+    counts = np.asarray(half_res_class_pixels, dtype=np.float64)
+    return counts / (max(1, int(n_images)) * OFFICIAL_IMAGE_PIXELS)
+
+
+def region_share(predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """``p_c`` of Cai et al.: the share of the pool's regions whose predicted class is c (sums to 1)."""
+    predicted = np.asarray(predicted, dtype=np.int64)
+    counts = np.bincount(predicted[predicted >= 0], minlength=num_classes)[:num_classes].astype(np.float64)
+    return counts / max(1.0, counts.sum())
+
+
 def class_balanced_scores(uncertainty: np.ndarray, predicted: np.ndarray, class_share: np.ndarray) -> np.ndarray:
     """Cai et al.'s class-balanced score: ``minmax(u_s) * exp(-p_c)`` for the region's predicted class c.
 
-    ``class_share[c]`` is the share of pool pixels whose per-pixel argmax is c (sums to 1), so rare predicted
-    classes weigh more.
+    ``class_share[c]`` is ``p_c`` (:func:`pixel_share`, :func:`official_share` or :func:`region_share`), so rare
+    predicted classes weigh more.
     """
     class_share = np.asarray(class_share, dtype=np.float64)
     weights = np.exp(-class_share)
     return minmax(uncertainty) * weights[np.asarray(predicted, dtype=np.int64)]
 
 
-def select_under_budget(scores: np.ndarray, costs: np.ndarray, budget: int) -> np.ndarray:
-    """Indices of the regions to query, in rank order: best score first, taken while their click cost fits the budget.
+def size_weights(sizes: np.ndarray, exponent: float) -> np.ndarray:
+    """``(size / mean size) ** exponent``: > 1 favours large regions, < 0 small ones, 0 = all ones."""
+    sizes = np.asarray(sizes, dtype=np.float64)
+    if exponent == 0 or sizes.size == 0:
+        return np.ones_like(sizes)
+    return (sizes / sizes.mean()) ** exponent
 
-    Ties keep the candidates' order (stable sort), so a fixed candidate order gives a fixed selection. With
-    unit costs this is the plain top-k. A budget above the total cost selects everything, with a warning.
+
+# ------------------------------------------------------------------------------------------------- costs
+
+
+def click_costs(model: str, n: int, predicted_classes: np.ndarray | None = None) -> np.ndarray:
+    """Estimated clicks per candidate: ``region`` 1 each; ``classes`` the number of distinct per-pixel argmax
+    classes the model predicts in the region (the annotator is charged the true number; 1 without a model)."""
+    if model not in CLICK_COSTS:
+        raise ValueError(f"click cost {model!r} unknown; expected one of {', '.join(CLICK_COSTS)}")
+    if model == "region" or predicted_classes is None:
+        return np.ones(n, dtype=np.int64)
+    costs = np.asarray(predicted_classes, dtype=np.int64)
+    if costs.shape != (n,):
+        raise ValueError(f"predicted class counts {costs.shape} do not match {n} candidates")
+    return np.maximum(costs, 1)
+
+
+# --------------------------------------------------------------------------------------------- selection
+
+
+def class_quotas(max_per_class: float | None, budget: int, num_classes: int) -> np.ndarray | None:
+    """Click quota per predicted class: ``ceil(max_per_class * budget)``, or None without a quota."""
+    if max_per_class is None:
+        return None
+    if not 0 < max_per_class <= 1:
+        raise ValueError(f"max_per_class must be a share of the budget in (0, 1], got {max_per_class}")
+    return np.full(num_classes, math.ceil(max_per_class * budget), dtype=np.int64)
+
+
+def _rank_order(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best scores, best first, ties by position: a stable argsort's first k, in O(n)."""
+    n = scores.size
+    if k >= n:
+        return np.argsort(-scores, kind="stable")
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    kth = np.partition(scores, n - k)[n - k]  # the k-th largest value
+    above = np.flatnonzero(scores > kth)
+    ties = np.flatnonzero(scores == kth)[: k - above.size]
+    idx = np.concatenate([above, ties])
+    return idx[np.argsort(-scores[idx], kind="stable")]
+
+
+def _greedy_prefix(scores, costs, budget, images, max_per_image, classes, quotas, prefix=4):
+    """Greedy over the best candidates only, widening until the budget is filled inside them.
+
+    Greedy takes candidates in rank order, so once the budget is spent inside the best T candidates, the
+    candidates beyond T cannot change its choice: the result equals greedy over the whole pool. Returns the chosen
+    indices (rank order) and the rank at which the last one was taken.
+    """
+    t = min(scores.size, max(1, prefix * budget))
+    while True:
+        order = _rank_order(scores, t)
+        take = _greedy_order(order, costs, budget, images, max_per_image, classes, quotas)
+        if costs[order[take]].sum() == budget or t == scores.size:
+            return order[take], (int(take[-1]) + 1 if take.size else 0)
+        t = min(scores.size, 4 * t)
+
+
+def _greedy_order(order, costs, budget, images, max_per_image, classes, quotas) -> np.ndarray:
+    """Positions in ``order`` that greedy takes: in order, while budget, per-image cap and class quota allow."""
+    if max_per_image is None and quotas is None and np.all(costs[order] == 1):
+        return np.arange(min(budget, order.size))
+    oc = costs[order].tolist()
+    oi = images[order].tolist() if max_per_image is not None else None
+    ok = classes[order].tolist() if quotas is not None else None
+    q = quotas.tolist() if quotas is not None else None
+    chosen, spent = [], 0
+    per_image: dict[int, int] = {}
+    per_class = [0] * len(q) if q is not None else None
+    for pos, c in enumerate(oc):
+        if spent + c > budget:
+            continue
+        if oi is not None and per_image.get(oi[pos], 0) >= max_per_image:
+            continue
+        if ok is not None:
+            k = ok[pos]
+            if per_class[k] + c > q[k]:
+                continue
+            per_class[k] += c
+        if oi is not None:
+            per_image[oi[pos]] = per_image.get(oi[pos], 0) + 1
+        chosen.append(pos)
+        spent += c
+        if spent == budget:
+            break
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _top_in_groups(scores: np.ndarray, groups: np.ndarray, keep: int | np.ndarray) -> np.ndarray:
+    """Boolean mask of the best ``keep`` (or ``keep[g]``) candidates (by score, ties by position) of every group."""
+    order = np.lexsort((np.arange(scores.size), -scores, groups))
+    g = groups[order]
+    starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, g.size]))
+    rank = np.arange(g.size) - first
+    limit = keep[g] if isinstance(keep, np.ndarray) else keep
+    mask = np.zeros(scores.size, dtype=bool)
+    mask[order[rank < limit]] = True
+    return mask
+
+
+def _prefilter(scores, costs, budget, images, max_per_image, classes, quotas, depth) -> np.ndarray:
+    """Indices of the candidates the integer program considers, ascending.
+
+    Only the best ``2 * max(depth, budget)`` candidates overall (``depth``: the rank at which greedy filled the
+    budget; a heuristic: a region ranked far below greedy's last pick rarely enters an optimal choice), and, per
+    cell of equal image, class and cost, only the best ``min(max_per_image, quota // cost, budget // cost)``: two
+    candidates of one cell are interchangeable for every constraint, so this cut keeps every optimal choice.
+    """
+    idx = _rank_order(scores, min(scores.size, 2 * max(depth, budget)))
+    c = costs[idx]
+    key = c.copy()
+    keep = budget // c
+    if max_per_image is not None:
+        _, img = np.unique(images[idx], return_inverse=True)
+        key = key + (c.max() + 1) * img.astype(np.int64)
+        keep = np.minimum(keep, max_per_image)
+    if quotas is not None:
+        key = key * (quotas.size + 1) + classes[idx]
+        keep = np.minimum(keep, quotas[classes[idx]] // c)
+    _, cell = np.unique(key, return_inverse=True)
+    limit = np.zeros(cell.max() + 1 if cell.size else 0, dtype=np.int64)
+    limit[cell] = keep
+    return np.sort(idx[_top_in_groups(scores[idx], cell, limit)])
+
+
+def _program(scores, costs, budget, images, max_per_image, classes, quotas, binary: bool):
+    """The selection as a PuLP problem over one variable per candidate (0/1, or in [0, 1] for the relaxation)."""
+    import pulp
+
+    cat = pulp.LpBinary if binary else pulp.LpContinuous
+    x = [pulp.LpVariable(f"x{i}", lowBound=0, upBound=1, cat=cat) for i in range(scores.size)]
+    prob = pulp.LpProblem("acquire", pulp.LpMaximize)
+    # shift scores to be positive so that filling the budget never lowers the objective
+    obj = scores - min(0.0, float(scores.min())) + 1e-9
+    prob += pulp.LpAffineExpression(zip(x, obj.tolist(), strict=True))
+    prob += pulp.LpAffineExpression(zip(x, costs.tolist(), strict=True)) <= budget, "budget"
+    if max_per_image is not None:
+        for g, members in _members(images).items():
+            if len(members) > max_per_image:
+                prob += pulp.LpAffineExpression((x[i], 1) for i in members) <= max_per_image, f"image{g}"
+    if quotas is not None:
+        for k, members in _members(classes).items():
+            prob += pulp.LpAffineExpression((x[i], int(costs[i])) for i in members) <= int(quotas[k]), f"class{k}"
+    return prob, x
+
+
+def _solved(prob, x) -> np.ndarray | None:
+    import pulp
+
+    if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        return None
+    return np.array([v.value() or 0.0 for v in x])
+
+
+def _ilp(scores, costs, budget, images, max_per_image, classes, quotas, gap_rel, time_limit):
+    """Solve the selection with CBC; None when CBC returns no usable solution.
+
+    The LP relaxation first: with unit costs the program is a network flow (budget -> images -> classes) whose LP
+    optimum is integral, so no branching is needed. Otherwise the 0/1 program (``gapRel``, ``timeLimit``); if
+    that returns nothing, the LP solution rounded down and filled up greedily.
+    """
+    import pulp
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # PuLP 3.3 announces its 4.0 API on every call
+        return _ilp_inner(pulp, scores, costs, budget, images, max_per_image, classes, quotas, gap_rel, time_limit)
+
+
+def _ilp_inner(pulp, scores, costs, budget, images, max_per_image, classes, quotas, gap_rel, time_limit):
+    solver = pulp.PULP_CBC_CMD(msg=False, gapRel=gap_rel, timeLimit=time_limit)
+    args = (scores, costs, budget, images, max_per_image, classes, quotas)
+    prob, x = _program(*args, binary=False)
+    prob.solve(solver)
+    values = _solved(prob, x)
+    if values is None:
+        log.warning(
+            "CBC returned no usable solution (status %s, solution status %s): falling back to greedy selection",
+            pulp.LpStatus.get(prob.status, prob.status),
+            pulp.LpSolution.get(prob.sol_status, prob.sol_status),
+        )
+        return None
+    if np.abs(values - np.round(values)).max(initial=0) <= 1e-6:
+        return np.flatnonzero(values > 0.5)
+    log.info("LP relaxation is fractional: solving the 0/1 program (gapRel %g, timeLimit %g s)", gap_rel, time_limit)
+    fixed = np.flatnonzero(values > 1 - 1e-6)
+    prob, x = _program(*args, binary=True)
+    prob.solve(solver)
+    values = _solved(prob, x)
+    if values is not None and np.abs(values - np.round(values)).max(initial=0) <= 1e-6:
+        return np.flatnonzero(values > 0.5)
+    log.warning(
+        "CBC returned no 0/1 solution in time (status %s): taking the rounded-down LP solution, filled greedily",
+        pulp.LpStatus.get(prob.status, prob.status),
+    )
+    return _fill(fixed, scores, costs, budget, images, max_per_image, classes, quotas)
+
+
+def _fill(fixed, scores, costs, budget, images, max_per_image, classes, quotas) -> np.ndarray:
+    """``fixed`` plus what greedy adds under the remaining budget, caps and quotas."""
+    rest = np.setdiff1d(np.arange(scores.size), fixed)
+    rest = rest[np.argsort(-scores[rest], kind="stable")]
+    used_img: dict = {}
+    if max_per_image is not None:
+        for g, k in zip(*np.unique(images[fixed], return_counts=True), strict=True):
+            used_img[g] = int(k)
+    spent = int(costs[fixed].sum())
+    per_class = np.bincount(classes[fixed], weights=costs[fixed], minlength=quotas.size) if quotas is not None else 0
+    chosen = list(fixed)
+    for i in rest.tolist():
+        c = int(costs[i])
+        if spent + c > budget:
+            continue
+        if max_per_image is not None and used_img.get(images[i], 0) >= max_per_image:
+            continue
+        if quotas is not None:
+            if per_class[classes[i]] + c > quotas[classes[i]]:
+                continue
+            per_class[classes[i]] += c
+        if max_per_image is not None:
+            used_img[images[i]] = used_img.get(images[i], 0) + 1
+        chosen.append(i)
+        spent += c
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def _members(groups: np.ndarray) -> dict[int, list[int]]:
+    order = np.argsort(groups, kind="stable")
+    g = groups[order]
+    cuts = np.flatnonzero(g[1:] != g[:-1]) + 1
+    parts = zip(np.split(order, cuts), np.split(g, cuts), strict=True)
+    return {int(part_g[0]): part.tolist() for part, part_g in parts}
+
+
+def _feasible(sel, costs, budget, images, max_per_image, classes, quotas) -> bool:
+    if costs[sel].sum() > budget:
+        return False
+    if max_per_image is not None and sel.size and np.unique(images[sel], return_counts=True)[1].max() > max_per_image:
+        return False
+    if quotas is not None and sel.size:
+        used = np.bincount(classes[sel], weights=costs[sel], minlength=len(quotas))
+        if (used > quotas).any():
+            return False
+    return True
+
+
+def select_under_budget(
+    scores: np.ndarray,
+    costs: np.ndarray,
+    budget: int,
+    *,
+    images: np.ndarray | None = None,
+    max_per_image: int | None = None,
+    classes: np.ndarray | None = None,
+    class_quota: np.ndarray | None = None,
+    gap_rel: float = ILP_GAP_REL,
+    time_limit: float = ILP_TIME_LIMIT,
+) -> np.ndarray:
+    """Indices of the regions to query, in rank order (best score first), whose click costs fit the budget.
+
+    Without limits and with unit costs this is the plain top-k (ties keep the candidates' order). Costs other
+    than 1, a per-image cap (``max_per_image`` regions of each value of ``images``) or per-class click quotas
+    (``class_quota[c]`` clicks for candidates with ``classes == c``) make it a 0/1 program maximising the summed
+    score, solved by CBC (PuLP) with relative gap ``gap_rel`` and ``time_limit`` seconds on pre-filtered candidates;
+    when CBC gives no usable solution, or a worse one than greedy, the greedy choice is taken (with a warning).
+    With unit costs and a single kind of limit the greedy choice is optimal and no program is solved. A budget
+    above the total cost selects everything (limits permitting), with a warning.
     """
     if budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
     scores = np.asarray(scores, dtype=np.float64)
     costs = np.asarray(costs, dtype=np.int64)
-    if scores.shape != costs.shape:
+    if scores.shape != costs.shape or scores.ndim != 1:
         raise ValueError(f"scores {scores.shape} and costs {costs.shape} differ in shape")
     if np.isnan(scores).any():
         raise ValueError(f"{int(np.isnan(scores).sum())} candidate scores are NaN")
+    if costs.size and costs.min() < 1:
+        raise ValueError("click costs must be >= 1")
+    if max_per_image is not None:
+        if max_per_image < 1:
+            raise ValueError(f"max_per_image must be >= 1, got {max_per_image}")
+        if images is None or np.shape(images) != scores.shape:
+            raise ValueError("max_per_image needs one image index per candidate")
+        images = np.asarray(images)
+    quotas = None
+    if class_quota is not None:
+        quotas = np.asarray(class_quota, dtype=np.int64)
+        if classes is None or np.shape(classes) != scores.shape:
+            raise ValueError("class quotas need one class per candidate")
+        classes = np.asarray(classes, dtype=np.int64)
+        if classes.size and (classes.min() < 0 or classes.max() >= quotas.size):
+            raise ValueError(f"candidate classes must lie in [0, {quotas.size}) for class quotas")
     if budget == 0 or scores.size == 0:
         return np.zeros(0, dtype=np.int64)
+    limits = max_per_image is not None or quotas is not None
     total = int(costs.sum())
-    if budget >= total:
+    if budget >= total and not limits:
         if budget > total:
             log.warning(
                 "budget of %d clicks exceeds the %d clicks of the whole candidate pool: selecting all", budget, total
             )
-        return np.arange(scores.size, dtype=np.int64)
-    order = np.argsort(-scores, kind="stable")
-    if np.all(costs == 1):
-        return order[:budget]
-    # greedy fill: a region that does not fit is skipped and cheaper ones after it are still tried
-    chosen, spent = [], 0
-    for i in order:
-        c = int(costs[i])
-        if spent + c <= budget:
-            chosen.append(i)
-            spent += c
-            if spent == budget:
-                break
-    return np.asarray(chosen, dtype=np.int64)
+        return np.argsort(-scores, kind="stable")
+    if budget > total:
+        log.warning("budget of %d clicks exceeds the %d clicks of the whole candidate pool", budget, total)
+    unit = bool(np.all(costs == 1))
+    greedy, depth = _greedy_prefix(scores, costs, budget, images, max_per_image, classes, quotas)
+    single_limit = (max_per_image is None) != (quotas is None)
+    if not limits or (unit and single_limit):  # top-k, knapsack greedy fill, or a (laminar) matroid
+        return greedy
+    cand = _prefilter(scores, costs, budget, images, max_per_image, classes, quotas, depth)
+    sub = (
+        scores[cand],
+        costs[cand],
+        budget,
+        None if images is None else images[cand],
+        max_per_image,
+        None if classes is None else classes[cand],
+        quotas,
+    )
+    if _feasible(np.arange(cand.size), *sub[1:]):
+        chosen = cand  # everything left fits
+    else:
+        chosen = _ilp(*sub, gap_rel, time_limit)
+        if chosen is not None and not _feasible(chosen, *sub[1:]):
+            log.warning("CBC's solution breaks a constraint: falling back to greedy selection")
+            chosen = None
+        if chosen is not None and scores[cand][chosen].sum() < scores[greedy].sum():
+            log.warning("CBC's solution scores below greedy (time limit?): taking greedy selection")
+            chosen = None
+        chosen = greedy if chosen is None else cand[chosen]
+    return chosen[np.argsort(-scores[chosen], kind="stable")]

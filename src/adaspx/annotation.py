@@ -17,11 +17,12 @@ SIEVE_POINTS = 20
 """The reference code subsamples each region's sorted confidences to about this many points before the knee."""
 
 
-def dominant_labels(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Most frequent ground-truth value (void 255 counted as a value) and pixel count of each queried region.
+SIEVE_METHODS = ("knee", "knee_disagree")
+"""``knee``: the reference. ``knee_disagree``: the knee plus pixels the model confidently gives another class."""
 
-    Ties go to the smaller value. A region id absent from ``regions`` raises ValueError.
-    """
+
+def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
+    """(len(region_ids), 256) ground-truth value counts of each queried region; unknown ids raise ValueError."""
     region_ids = np.asarray(region_ids, dtype=np.int64)
     if regions.shape != gt.shape:
         raise ValueError(f"region map {regions.shape} and ground truth {gt.shape} differ in shape")
@@ -33,8 +34,24 @@ def dominant_labels(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray)
     if missing.any():
         raise ValueError(f"regions {region_ids[missing][:5].tolist()} do not exist in the region map")
     hist = np.bincount(inv * 256 + gt.ravel().astype(np.int64), minlength=len(uniq) * 256).reshape(len(uniq), 256)
-    sub = hist[pos_c]
+    return hist[pos_c]
+
+
+def dominant_labels(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Most frequent ground-truth value (void 255 counted as a value) and pixel count of each queried region.
+
+    Ties go to the smaller value. A region id absent from ``regions`` raises ValueError.
+    """
+    sub = _histograms(regions, gt, region_ids)
     return sub.argmax(axis=1).astype(np.uint8), sub.sum(axis=1).astype(np.int64)
+
+
+def class_clicks(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
+    """Clicks the ``classes`` cost model charges per queried region: its number of distinct non-void ground-truth
+    classes (one click per class present, as MulActSeg counts them), at least 1 (an all-void region costs a look)."""
+    sub = _histograms(regions, gt, region_ids)
+    present = (sub[:, :IGNORE_INDEX] > 0).sum(axis=1)
+    return np.maximum(present, 1).astype(np.int64)
 
 
 def knee_threshold(confidences: np.ndarray) -> float | None:
@@ -59,24 +76,48 @@ def knee_threshold(confidences: np.ndarray) -> float | None:
     return float(y[int(knee)])
 
 
-def sieve_mask(answer_map: np.ndarray, labels: np.ndarray, probs: np.ndarray, min_pixels: int) -> np.ndarray:
+def sieve_mask(
+    answer_map: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    min_pixels: int,
+    *,
+    method: str = "knee",
+    disagree_threshold: float = 0.5,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """Boolean mask of pixels to drop from the targets of one image.
 
     ``answer_map``: (H, W) int answer row per pixel (-1 none); ``labels``: answered label per answer row;
     ``probs``: (C, H, W) probabilities of the previous round's model at label resolution. Only answers with a
-    real label and covering at least ``min_pixels`` pixels are sieved.
+    real label and covering at least ``min_pixels`` pixels are sieved (and, given ``rows``, only those rows).
+
+    ``method="knee"``: pixels whose confidence in the answered label lies below the region's knee
+    (:func:`knee_threshold`). ``method="knee_disagree"``: those, plus pixels whose argmax is another class with
+    probability at least ``disagree_threshold``; this still sieves the confidently wrong pixels of regions where
+    they are so many that the knee lands on the lowest point and sieves nothing.
     """
+    if method not in SIEVE_METHODS:
+        raise ValueError(f"sieve method {method!r} unknown; expected one of {', '.join(SIEVE_METHODS)}")
     drop = np.zeros(answer_map.shape, dtype=bool)
-    rows, counts = np.unique(answer_map[answer_map >= 0], return_counts=True)
-    for row, count in zip(rows.tolist(), counts.tolist(), strict=True):
+    rows_here, counts = np.unique(answer_map[answer_map >= 0], return_counts=True)
+    if rows is not None:
+        sel = np.isin(rows_here, rows)
+        rows_here, counts = rows_here[sel], counts[sel]
+    if method == "knee_disagree" and rows_here.size:
+        top = probs.argmax(axis=0)
+        top_p = np.take_along_axis(probs, top[None], axis=0)[0]
+    for row, count in zip(rows_here.tolist(), counts.tolist(), strict=True):
         lab = int(labels[row])
         if lab == IGNORE_INDEX or count < min_pixels:
             continue
         where = answer_map == row
         conf = probs[lab][where]
         thr = knee_threshold(conf)
-        if thr is not None:
-            drop[where] = conf < thr
+        region_drop = conf < thr if thr is not None else np.zeros(conf.shape, dtype=bool)
+        if method == "knee_disagree":
+            region_drop |= (top[where] != lab) & (top_p[where] >= disagree_threshold)
+        drop[where] = region_drop
     return drop
 
 

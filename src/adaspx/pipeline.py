@@ -357,6 +357,23 @@ def _cat(parts, dtype) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- acquisition
 
 
+def _checked_probs(art: MultiArtifact, image_id: str) -> np.ndarray:
+    """:func:`_probs`, refusing probabilities that are not finite with an error naming the file and the image."""
+    p = _probs(art, image_id)
+    bad = ~np.isfinite(p).all(axis=0)
+    if bad.any():
+        path = art._where[("probs", image_id)].path
+        raise ValueError(f"{path}: image {image_id}: probabilities of {int(bad.sum())} pixels are NaN or infinite")
+    return p
+
+
+def _label_grid(small: np.ndarray, shape: tuple[int, int], stride: int) -> np.ndarray:
+    """A per-pixel map at probability resolution looked up at label resolution (see :func:`at_label_resolution`)."""
+    if stride == 1:
+        return small
+    return small[(np.arange(shape[0]) // stride)[:, None], (np.arange(shape[1]) // stride)[None, :]]
+
+
 def acquire(
     manifest_path,
     region_paths: Sequence[str],
@@ -369,41 +386,66 @@ def acquire(
     seed: int,
     round: int,
     exclude_labeled: float | None = None,
+    size_exponent: float = 0.0,
+    click_cost: str = "region",
+    max_per_image: int | None = None,
+    max_per_class: float | None = None,
 ) -> None:
-    """Score every candidate region of the pool and write the regions to query under the click budget."""
+    """Score every candidate region of the pool and write the regions to query under the click budget.
+
+    Scores: see :mod:`adaspx.acquisition`; with ``size_exponent`` a they are multiplied by (size / mean size)^a.
+    Costs: ``click_cost`` ``region`` (1 per region) or ``classes`` (the number of classes the previous model
+    predicts in the region). Limits: at most ``max_per_image`` regions of one image, at most
+    ``ceil(max_per_class * budget)`` clicks on regions of one predicted class.
+    """
     if strategy not in acquisition.STRATEGIES:
         raise ValueError(f"acquisition {strategy!r} unknown; expected one of {', '.join(acquisition.STRATEGIES)}")
+    if click_cost not in acquisition.CLICK_COSTS:
+        raise ValueError(f"click cost {click_cost!r} unknown; expected one of {', '.join(acquisition.CLICK_COSTS)}")
     if budget < 0:
         raise ValueError(f"budget must be >= 0 clicks, got {budget}")
     manifest = datasets.load_manifest(manifest_path)
+    num_classes = int(manifest["num_classes"])
+    quota = acquisition.class_quotas(max_per_class, budget, num_classes)
     needs_probs = strategy != "random"
     if needs_probs and not probs_paths:
         raise ValueError(f"acquisition {strategy!r} needs the previous round's probabilities")
+    use_probs = bool(probs_paths) and (needs_probs or click_cost == "classes" or max_per_class is not None)
     regions = MultiArtifact(region_paths)
-    probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if needs_probs else None
+    probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if use_probs else None
     answers = Artifact(answers_path, SCHEMA_ANSWERS) if answers_path else None
-    cols: dict[str, list] = {k: [] for k in ("image", "region", "size", "uncertainty", "predicted", "labeled")}
-    class_pixels = np.zeros(manifest["num_classes"], dtype=np.int64)
+    keys = ("image", "region", "size", "uncertainty", "predicted", "labeled", "entropy", "classes")
+    cols: dict[str, list] = {k: [] for k in keys}
+    class_pixels = np.zeros(num_classes, dtype=np.int64)
+    half_res_pixels = np.zeros(num_classes, dtype=np.int64)  # the reference's half-resolution counts
+    ids = pool_ids(manifest)
     try:
-        for image_id in _progress(pool_ids(manifest), "acquire"):
+        for image_id in _progress(ids, "acquire"):
             labels = regions.get("labels", image_id)
+            _, inv = np.unique(labels, return_inverse=True)
+            inv = inv.reshape(labels.shape)
             if probs is not None:
                 from adaspx.merge import region_stats
 
-                p = _probs(probs, image_id)
+                p = _checked_probs(probs, image_id)
                 stats = region_stats(labels, p, channel_axis=0)
                 rid, size, unc, pred = stats.ids, stats.counts, stats.uncertainty, stats.predicted
-                class_pixels += np.bincount(
-                    at_label_resolution(p, labels.shape, _stride(probs)).argmax(axis=0).ravel(),
-                    minlength=len(class_pixels),
-                )
+                am = _label_grid(p.argmax(axis=0), labels.shape, _stride(probs))
+                class_pixels += np.bincount(am.ravel(), minlength=num_classes)[:num_classes]
+                half_res_pixels += np.bincount(am[::2, ::2].ravel(), minlength=num_classes)[:num_classes]
+                n_classes = np.bincount(np.unique(inv * num_classes + am) // num_classes, minlength=len(rid))
+                if strategy == "entropy":
+                    ent = _label_grid(acquisition.pixel_entropy(p, axis=0), labels.shape, _stride(probs))
+                    ent = np.bincount(inv.ravel(), weights=ent.ravel(), minlength=len(rid)) / size
+                else:
+                    ent = np.full(len(rid), np.nan)
             else:
                 rid, size = np.unique(labels, return_counts=True)
-                unc = np.full(len(rid), np.nan)
+                unc = ent = np.full(len(rid), np.nan)
                 pred = np.full(len(rid), -1)
+                n_classes = np.ones(len(rid), dtype=np.int64)
             if answers is not None:
                 answered = answers.get("labels", image_id) >= 0
-                _, inv = np.unique(labels, return_inverse=True)
                 labeled = np.bincount(inv.ravel(), weights=answered.ravel(), minlength=len(rid)) / size
             else:
                 labeled = np.zeros(len(rid))
@@ -414,6 +456,8 @@ def acquire(
                 ("uncertainty", unc),
                 ("predicted", pred),
                 ("labeled", labeled),
+                ("entropy", ent),
+                ("classes", n_classes),
             ):
                 cols[key].append(np.asarray(val))
     finally:
@@ -423,29 +467,52 @@ def acquire(
         if answers is not None:
             answers.close()
     cand = pd.DataFrame({k: (v if k == "image" else np.concatenate(v)) for k, v in cols.items()})
+    cai_share = acquisition.region_share(cand["predicted"].to_numpy(), num_classes)  # all pool regions
     if exclude_labeled is not None:
         keep = cand["labeled"] < exclude_labeled
         log.info("excluding %d regions already >= %.0f%% labeled", int((~keep).sum()), 100 * exclude_labeled)
         cand = cand[keep].reset_index(drop=True)
     rng = np.random.default_rng([seed, round])
+    unc, pred = cand["uncertainty"].to_numpy(), cand["predicted"].to_numpy()
     if strategy == "random":
         scores = acquisition.random_scores(len(cand), rng)
     elif strategy == "margin":
-        scores = acquisition.margin_scores(cand["uncertainty"].to_numpy())
+        scores = acquisition.margin_scores(unc)
+    elif strategy == "entropy":
+        scores = acquisition.entropy_scores(cand["entropy"].to_numpy())
     else:
-        share = class_pixels / max(1, class_pixels.sum())
-        scores = acquisition.class_balanced_scores(cand["uncertainty"].to_numpy(), cand["predicted"].to_numpy(), share)
-    costs = np.ones(len(cand), dtype=np.int64)
-    chosen = acquisition.select_under_budget(scores, costs, budget)
+        share = {
+            "class_balanced": lambda: acquisition.pixel_share(class_pixels),
+            "class_balanced_official": lambda: acquisition.official_share(half_res_pixels, len(ids)),
+            "class_balanced_cai": lambda: cai_share,
+        }[strategy]()
+        log.info("class shares p_c (%s): %s", strategy, np.array2string(share, precision=4))
+        scores = acquisition.class_balanced_scores(unc, pred, share)
+    if strategy != "random":
+        scores = scores * acquisition.size_weights(cand["size"].to_numpy(), size_exponent)
+    costs = acquisition.click_costs(click_cost, len(cand), cand["classes"].to_numpy() if probs is not None else None)
+    if quota is not None and probs is None:
+        log.info("no model predictions in this round: al.max_per_class does not apply")
+        quota = None
+    chosen = acquisition.select_under_budget(
+        scores,
+        costs,
+        budget,
+        images=pd.factorize(cand["image"])[0],
+        max_per_image=max_per_image,
+        classes=pred if quota is not None else None,
+        class_quota=quota,
+    )
     sel = cand.iloc[chosen].copy()
     sel.insert(0, "rank", np.arange(len(sel)))
     sel["score"] = scores[chosen]
     sel["clicks"] = costs[chosen]
     write_csv(out, sel[SELECTION_COLUMNS])
     log.info(
-        "selected %d regions (%d clicks) of %d candidates by %s",
+        "selected %d regions (%d estimated clicks, %s cost) of %d candidates by %s",
         len(sel),
         int(costs[chosen].sum()),
+        click_cost,
         len(cand),
         strategy,
     )
@@ -470,10 +537,27 @@ def annotate(
     round: int,
     sieve: bool,
     min_pixels: int | None = None,
+    sieve_method: str = "knee",
+    disagree_threshold: float = 0.5,
+    freeze_sieve: bool = False,
+    prev_targets_h5: str | None = None,
+    click_cost: str = "region",
     config=None,
     **attrs: Any,
 ) -> None:
-    """Answer the selected regions from ground truth, append to the answers, rebuild the training targets."""
+    """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
+
+    ``click_cost="classes"`` charges each answer the number of ground-truth classes in its region (``region``: the
+    selection's clicks, 1 per region). Sieving (``sieve_method``, see :func:`adaspx.annotation.sieve_mask`) uses the
+    previous round's model for every answer, as the reference code; with ``freeze_sieve`` only this round's answers
+    are sieved and earlier answers keep their targets from ``prev_targets_h5``.
+    """
+    if sieve_method not in annotation.SIEVE_METHODS:
+        raise ValueError(
+            f"sieve method {sieve_method!r} unknown; expected one of {', '.join(annotation.SIEVE_METHODS)}"
+        )
+    if click_cost not in acquisition.CLICK_COSTS:
+        raise ValueError(f"click cost {click_cost!r} unknown; expected one of {', '.join(acquisition.CLICK_COSTS)}")
     manifest = datasets.load_manifest(manifest_path)
     ds = _dataset(manifest, "pool")
     ids = pool_ids(manifest)
@@ -494,6 +578,7 @@ def annotate(
     regions = MultiArtifact(region_paths)
     prev_h5 = Artifact(prev_answers_h5, SCHEMA_ANSWERS) if prev_answers_h5 else None
     probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if (sieve and probs_paths) else None
+    frozen = Artifact(prev_targets_h5, SCHEMA_TARGETS) if (sieve and freeze_sieve and prev_targets_h5) else None
     new_rows = []
     maps: dict[str, np.ndarray] = {}
     by_image = {k: g for k, g in selection.groupby("image", sort=False)}
@@ -510,7 +595,8 @@ def annotate(
                     labels, pixels = annotation.dominant_labels(rmap, gt, rids)
                 except ValueError as err:
                     raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
-                for rid, lab, npx, clicks in zip(rids, labels, pixels, sel["clicks"], strict=True):
+                charged = annotation.class_clicks(rmap, gt, rids) if click_cost == "classes" else sel["clicks"]
+                for rid, lab, npx, clicks in zip(rids, labels, pixels, charged, strict=True):
                     amap[rmap == rid] = next_row
                     new_rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks)))
                     next_row += 1
@@ -536,13 +622,27 @@ def annotate(
                 target = annotation.targets_from_answers(amap, answer_labels)
                 _count(before, target, gt, c)
                 if probs is not None:
-                    p = at_label_resolution(_probs(probs, image_id), gt.shape, _stride(probs))
-                    target[annotation.sieve_mask(amap, answer_labels, p, min_pixels)] = IGNORE_INDEX
+                    p = at_label_resolution(_checked_probs(probs, image_id), gt.shape, _stride(probs))
+                    drop = annotation.sieve_mask(
+                        amap,
+                        answer_labels,
+                        p,
+                        min_pixels,
+                        method=sieve_method,
+                        disagree_threshold=disagree_threshold,
+                        rows=np.arange(len(previous), len(answers)) if frozen is not None else None,
+                    )
+                    target[drop] = IGNORE_INDEX
+                    if frozen is not None:  # earlier answers keep the sieving of their own round
+                        old = (amap >= 0) & (amap < len(previous))
+                        target[old] = frozen.get("labels", image_id)[old]
                 _count(after, target, gt, c)
                 wt.add("labels", image_id, target)
     finally:
         if probs is not None:
             probs.close()
+        if frozen is not None:
+            frozen.close()
     write_csv(answers_csv, answers[ANSWER_COLUMNS])
 
     this_round = answers[answers["round"] == round]
@@ -550,6 +650,8 @@ def annotate(
     stats = {
         "round": round,
         "clicks_round": int(this_round["clicks"].sum()),
+        "clicks_estimated_round": int(selection["clicks"].sum()),
+        "click_cost": click_cost,
         "clicks": int(answers["clicks"].sum()),
         "regions_round": len(this_round),
         "void_answers_round": int((this_round["label"] == IGNORE_INDEX).sum()),
@@ -560,6 +662,8 @@ def annotate(
         "correct_pixels_kept": float(ca / cb) if cb else None,
         "sieve": sieve,
         "sieve_min_pixels": min_pixels if sieve else None,
+        "sieve_method": sieve_method if sieve else None,
+        "sieve_frozen": bool(frozen is not None),
         "per_class": {
             name: {
                 "labeled_pixels": int(after[0, k]),

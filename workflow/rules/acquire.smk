@@ -16,5 +16,9 @@ rule acquire:
         seed=lambda w: int(w.seed),
         round=lambda w: int(w.round),
         exclude_labeled=config["al"].get("exclude_labeled"),
+        size_exponent=config["al"].get("size_exponent", 0.0),
+        click_cost=config["al"].get("click_cost", "region"),
+        max_per_image=config["al"].get("max_per_image"),
+        max_per_class=config["al"].get("max_per_class"),
     script:
         "../scripts/acquire.py"

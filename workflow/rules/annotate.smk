@@ -5,6 +5,7 @@ rule annotate:
         regions=region_maps,
         prev_answers_csv=lambda w: previous(w, "answers.csv"),
         prev_answers_h5=lambda w: previous(w, "answers.h5"),
+        prev_targets=frozen_targets,
         probs=sieve_probs,
         base=BASE_SHARDS,
     output:
@@ -19,6 +20,10 @@ rule annotate:
     params:
         sieve=lambda w: experiment(w.experiment).get("sieve", False),
         min_pixels=config["sieve"].get("min_pixels"),
+        sieve_method=config["sieve"].get("method", "knee"),
+        disagree_threshold=config["sieve"].get("disagree_threshold", 0.5),
+        freeze=config["sieve"].get("freeze", False),
+        click_cost=config["al"].get("click_cost", "region"),
         attrs=artifact_attrs,
     script:
         "../scripts/annotate.py"

@@ -124,3 +124,10 @@ def summary_entries():
                     }
                 )
     return entries
+
+
+def frozen_targets(w):
+    """With sieve.freeze, the previous round's targets: earlier answers keep the sieving of their own round."""
+    sieving = experiment(w.experiment).get("sieve", False)
+    freeze = config["sieve"].get("freeze", False)
+    return previous(w, "targets.h5") if sieving and freeze else []

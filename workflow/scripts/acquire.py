@@ -13,4 +13,8 @@ with log_to(snakemake.log[0]):
         seed=p.seed,
         round=p.round,
         exclude_labeled=p.exclude_labeled,
+        size_exponent=p.size_exponent,
+        click_cost=p.click_cost,
+        max_per_image=p.max_per_image,
+        max_per_class=p.max_per_class,
     )
