@@ -1,4 +1,4 @@
-"""Base superpixels (SLIC, SEEDS with its hue scaling and official preset) and exact oracle superpixels."""
+"""Base superpixels (SLIC, SEEDS with its hue scaling and official preset) and oracle superpixels (exact, official)."""
 
 import inspect
 import warnings
@@ -195,6 +195,57 @@ def test_oracle_matches_per_value_components(scenes):
         assert np.unique(comps).size == expected == comps.max() + 1
         pairs = np.unique(np.stack([comps.ravel(), label.ravel().astype(np.int32)]), axis=1)
         assert pairs.shape[1] == expected  # each component carries exactly one label value, void included
+
+
+def _same_partition(a, b):
+    pairs = np.unique(np.stack([a.ravel(), b.ravel()]), axis=1)
+    return pairs.shape[1] == np.unique(a).size == np.unique(b).size
+
+
+def test_official_oracle_equals_exact_components_on_disjoint_rectangles():
+    # no label area encloses another: every polygon is kept and paints exactly its rectangle
+    label = np.zeros((12, 20), np.uint8)
+    label[:, 10:] = 3
+    label[2:6, 12:18] = 255
+    label[7:11, 1:5] = 2
+    label[7:12, 12:20] = 1
+    comps = oracle_superpixels(label, "official")
+    assert comps.dtype == np.int32 and comps.min() == 0 and comps.max() + 1 == np.unique(comps).size
+    assert _same_partition(comps, oracle_superpixels(label))
+
+
+def test_official_oracle_drops_enclosing_contours_into_one_unpainted_region():
+    # 5 and 6 each surround an object of a smaller value: their contours contain a kept polygon and are dropped, so
+    # both surrounds fall into the single region of unpainted pixels, which then mixes two classes
+    label = np.full((10, 20), 5, np.uint8)
+    label[:, 10:] = 6
+    label[3:6, 3:6] = 1
+    label[3:6, 13:16] = 2
+    comps = oracle_superpixels(label, "official")
+    assert np.unique(comps).size == 3  # exact components: 4
+    assert np.unique(oracle_superpixels(label)).size == 4
+    assert comps[0, 0] == comps[0, 19] and set(np.unique(label[comps == comps[0, 0]])) == {5, 6}
+    assert comps[4, 4] != comps[4, 14]
+    # an object of a larger value inside a smaller one is painted over it: exact again
+    label = np.full((10, 20), 1, np.uint8)
+    label[3:7, 4:9] = 5
+    assert _same_partition(oracle_superpixels(label, "official"), oracle_superpixels(label))
+
+
+def test_official_oracle_on_scenes_keeps_most_pixels_pure(scenes):
+    for _, label in scenes:
+        comps = oracle_superpixels(label, "official")
+        assert comps.shape == label.shape and comps.max() + 1 == np.unique(comps).size
+        # purity: share of pixels whose region's dominant label is their own label
+        pure = 0
+        for r in np.unique(comps):
+            pure += np.bincount(label[comps == r]).max()
+        assert 0.99 < pure / label.size <= 1.0  # street scenes rarely nest one class inside another
+
+
+def test_oracle_rejects_unknown_method():
+    with pytest.raises(ValueError, match=r"superpixels\.oracle"):
+        oracle_superpixels(np.zeros((4, 4), np.uint8), "polygon")
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -1,4 +1,5 @@
-"""Base superpixels (SLIC, SEEDS) and oracle superpixels (exact ground-truth connected components).
+"""Base superpixels (SLIC, SEEDS) and oracle superpixels (ground-truth connected components, exact or as the
+reference code approximates them).
 
 SEEDS (``cv2.ximgproc.createSuperpixelSEEDS``) notes that shape the defaults of :func:`seeds_superpixels`:
 
@@ -32,6 +33,7 @@ import numpy as np
 METHODS = ("slic", "seeds")
 HUE_MODES = ("unit", "degrees")
 SEEDS_PRESETS = ("official",)
+ORACLE_METHODS = ("exact", "official")
 
 SEEDS_OFFICIAL: dict[str, Any] = {
     "num_levels": 5,
@@ -183,20 +185,59 @@ def base_superpixels(image: np.ndarray, method: str, params: Mapping[str, Any]) 
     raise ValueError(f"superpixels.method {method!r} unknown; expected one of {', '.join(METHODS)}")
 
 
-def oracle_superpixels(label: np.ndarray) -> np.ndarray:
-    """Exact 4-connected components of a ground-truth label map; void (255) areas are components too.
+def oracle_superpixels(label: np.ndarray, method: str = "exact") -> np.ndarray:
+    """Oracle superpixels of a ground-truth label map, ids from 0, int32.
 
-    Every component is a perfect superpixel for annotation: its dominant label is its only label. Two areas of the
-    same class that touch only at a corner are two components. Ids run from 0, int32.
+    ``exact`` (default): the 4-connected components; void (255) areas are components too. Every component is a
+    perfect superpixel for annotation: its dominant label is its only label. Two areas of the same class that touch
+    only at a corner are two components.
+
+    ``official``: the reference code's approximation (Kim et al., ``scripts/gen_oracle_spx.py``), reproduced with
+    the same libraries. For every label value in increasing order, the external contours of its mask
+    (``cv2.findContours``, ``RETR_EXTERNAL``, ``CHAIN_APPROX_NONE``) become polygons; contours of one or two points
+    are dropped, and so is a polygon that contains one kept before it (shapely ``contains``). The kept polygons are
+    filled in that order with ids from 1 (PIL ``ImageDraw.polygon``, outline included), later ones painting over
+    earlier ones; pixels no polygon covers keep id 0, one region however scattered. So an area that surrounds an
+    object of a smaller label value is dropped into region 0, an object of a larger value inside it is painted over
+    it correctly, and holes are filled by the enclosing polygon. Ids are then renumbered from 0 in increasing order.
     """
-    from skimage.measure import label as cc_label
-
     label = np.asarray(label)
     if label.ndim != 2 or not np.issubdtype(label.dtype, np.integer):
         raise ValueError(f"label must be a 2-D integer array, got {label.shape} {label.dtype}")
+    if method == "official":
+        return _polygon_oracle(label)
+    if method != "exact":
+        raise ValueError(f"superpixels.oracle {method!r} unknown; expected one of {', '.join(ORACLE_METHODS)}")
+    from skimage.measure import label as cc_label
+
     # skimage labels 0 as background unless told otherwise; shift so every value, void included, is labelled.
     comps = cc_label(label.astype(np.int64) + 1, background=0, connectivity=1)
     return (comps - 1).astype(np.int32, copy=False)
+
+
+def _polygon_oracle(label: np.ndarray) -> np.ndarray:
+    import cv2
+    import shapely
+    from PIL import Image, ImageDraw
+
+    kept: list = []
+    for value in np.unique(label):
+        mask = (label == value).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, mode=cv2.RETR_EXTERNAL, method=cv2.CHAIN_APPROX_NONE)
+        for contour in contours:
+            points = contour.reshape(-1, 2)
+            if len(points) <= 2:
+                continue
+            polygon = shapely.Polygon(points)
+            if not any(polygon.contains(other) for other in kept):
+                kept.append(polygon)
+    height, width = label.shape
+    canvas = Image.new("I", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for index, polygon in enumerate(kept, start=1):
+        draw.polygon(list(polygon.exterior.coords), fill=index)
+    _, ids = np.unique(np.asarray(canvas), return_inverse=True)
+    return ids.reshape(height, width).astype(np.int32)
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -27,6 +27,7 @@ rule oracle_superpixels:
     conda:
         CONDA_ENV
     params:
+        method=config["superpixels"]["oracle"],
         shards=len(SHARDS),
     script:
         "../scripts/oracle_superpixels.py"
