@@ -21,6 +21,7 @@ CASES = {
     "max_per_image=20": {"max_per_image": 20},
     "max_per_class=0.2": {"max_per_class": 0.2},
     "max_per_image=20 + max_per_class=0.2 (ILP)": {"max_per_image": 20, "max_per_class": 0.2},
+    "click_cost=classes (knapsack)": {"classes_cost": True},
     "click_cost=classes + max_per_image=20 (ILP)": {"max_per_image": 20, "classes_cost": True},
 }
 

@@ -29,6 +29,42 @@ def test_greedy_skips_what_does_not_fit():
     assert select_under_budget(scores, costs, 2).tolist() == [0, 2]
 
 
+def test_costs_without_limits_spend_the_budget_on_score_per_click():
+    # greedy by score would take region 0 alone (1.0); two cheap regions carry 1.2 for the same two clicks
+    scores, costs = np.array([1.0, 0.6, 0.6]), np.array([2, 1, 1])
+    assert select_under_budget(scores, costs, 2).tolist() == [1, 2]
+    # the result is reported best score first, whatever order greedy took it in
+    scores, costs = np.array([0.9, 0.5, 0.4]), np.array([3, 1, 1])
+    assert select_under_budget(scores, costs, 5).tolist() == [0, 1, 2]
+    assert select_under_budget(scores, costs, 4).tolist() == [0, 1]  # by score per click: [1, 2], 0.9 < 1.4
+
+
+def test_knapsack_matches_brute_force_and_skips_the_solver_on_large_budgets(monkeypatch):
+    import itertools
+
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        scores, costs = rng.random(8), rng.integers(1, 4, 8)
+        sel = select_under_budget(scores, costs, 5)
+        best = max(
+            scores[list(sub)].sum()
+            for k in range(9)
+            for sub in itertools.combinations(range(8), k)
+            if costs[list(sub)].sum() <= 5
+        )
+        assert costs[sel].sum() <= 5 and scores[sel].sum() == pytest.approx(best, rel=1e-3)
+
+    import pulp
+
+    def no_solver(*args, **kwargs):
+        raise AssertionError("CBC should not be needed")
+
+    monkeypatch.setattr(pulp.LpProblem, "solve", no_solver)
+    scores, costs = rng.random(20000), rng.integers(1, 4, 20000)
+    sel = select_under_budget(scores, costs, 5000)
+    assert costs[sel].sum() == 5000 and np.all(np.diff(scores[sel]) <= 0)
+
+
 def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="budget must be >= 0"):
         select_under_budget(np.zeros(2), np.ones(2, dtype=int), -1)

@@ -192,6 +192,31 @@ def test_classes_cost_charges_ground_truth_classes(stage, tmp_path):
     assert stats["click_cost"] == "classes" and stats["labeled_pixels"] > 0
 
 
+def test_classes_cost_never_spends_more_than_the_budget(stage, tmp_path):
+    # the selection estimated 1 click per region (as in the warm-up); the annotator answers in rank order and
+    # skips the regions whose true clicks no longer fit
+    d, ids = stage
+    sel = _selection(d, ids, 0, 6)
+    from adaspx.datasets import read_label
+    from adaspx.h5io import Artifact
+
+    with Artifact(d / "base.h5") as base:
+        true = class_clicks(base.get("labels", ids[0]), read_label(d / "data" / "labels" / f"{ids[0]}.png"),
+                            sel["region"].to_numpy())  # fmt: skip
+    assert true.max() > 1 and true.sum() > 6  # some regions hold two or more classes
+    out, stats = _annotate(d, tmp_path, sel, sieve=False, click_cost="classes", budget=6)
+    answers = pd.read_csv(out["answers_csv"])
+    expected, spent = [], 0
+    for rid, c in zip(sel["region"], true, strict=True):
+        if spent + c <= 6:
+            expected.append(rid)
+            spent += c
+    assert sorted(answers["region"]) == sorted(expected) and 0 < len(expected) < len(sel)
+    assert stats["clicks_round"] == spent <= 6 and stats["clicks_budget_round"] == 6
+    assert stats["skipped_over_budget_round"] == len(sel) - len(expected)
+    assert stats["clicks_estimated_round"] == len(sel)
+
+
 def test_knee_disagree_stage_raises_precision(stage, tmp_path):
     d, ids = stage
     sel = _selection(d, ids, 1, 6)

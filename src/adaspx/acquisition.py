@@ -134,6 +134,30 @@ def class_quotas(max_per_class: float | None, budget: int, num_classes: int) -> 
     return np.full(num_classes, math.ceil(max_per_class * budget), dtype=np.int64)
 
 
+def _value(scores: np.ndarray) -> np.ndarray:
+    """Scores shifted to be positive: the objective, so that adding a region that fits never lowers it."""
+    return scores - min(0.0, float(scores.min(initial=0.0))) + 1e-9
+
+
+def _density(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    """Greedy's ranking key: the score itself with unit costs, else the (shifted) score per click."""
+    return scores if np.all(costs == 1) else _value(scores) / costs
+
+
+def _greedy_is_within_gap(scores, costs, budget, greedy, depth, gap_rel) -> bool:
+    """Whether greedy's summed score is within ``gap_rel`` of Dantzig's bound on the knapsack optimum: the best
+    candidates by score per click taken whole until one does not fit, plus that one's score per click times the
+    clicks left. Greedy scanned the first ``depth`` candidates by score per click, the break among them."""
+    value = _value(scores)
+    order = _rank_order(_density(scores, costs), min(scores.size, depth + 1))
+    spent = np.cumsum(costs[order])
+    b = int(np.searchsorted(spent, budget, side="right"))
+    bound = value[order[:b]].sum()
+    if b < order.size:
+        bound += (budget - (spent[b - 1] if b else 0)) * value[order[b]] / costs[order[b]]
+    return value[greedy].sum() >= (1 - gap_rel) * bound
+
+
 def _rank_order(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` best scores, best first, ties by position: a stable argsort's first k, in O(n)."""
     n = scores.size
@@ -210,10 +234,11 @@ def _top_in_groups(scores: np.ndarray, groups: np.ndarray, keep: int | np.ndarra
 def _prefilter(scores, costs, budget, images, max_per_image, classes, quotas, depth) -> np.ndarray:
     """Indices of the candidates the integer program considers, ascending.
 
-    Only the best ``2 * max(depth, budget)`` candidates overall (``depth``: the rank at which greedy filled the
-    budget; a heuristic: a region ranked far below greedy's last pick rarely enters an optimal choice), and, per
-    cell of equal image, class and cost, only the best ``min(max_per_image, quota // cost, budget // cost)``: two
-    candidates of one cell are interchangeable for every constraint, so this cut keeps every optimal choice.
+    Only the best ``2 * max(depth, budget)`` candidates by greedy's ranking key ``scores`` (the score, or the
+    score per click; ``depth``: the rank at which greedy filled the budget; a heuristic: a region ranked far
+    below greedy's last pick rarely enters an optimal choice), and, per cell of equal image, class and cost, only
+    the best ``min(max_per_image, quota // cost, budget // cost)``: two candidates of one cell are interchangeable
+    for every constraint, so this cut keeps every optimal choice.
     """
     idx = _rank_order(scores, min(scores.size, 2 * max(depth, budget)))
     c = costs[idx]
@@ -239,9 +264,7 @@ def _program(scores, costs, budget, images, max_per_image, classes, quotas, bina
     cat = pulp.LpBinary if binary else pulp.LpContinuous
     x = [pulp.LpVariable(f"x{i}", lowBound=0, upBound=1, cat=cat) for i in range(scores.size)]
     prob = pulp.LpProblem("acquire", pulp.LpMaximize)
-    # shift scores to be positive so that filling the budget never lowers the objective
-    obj = scores - min(0.0, float(scores.min())) + 1e-9
-    prob += pulp.LpAffineExpression(zip(x, obj.tolist(), strict=True))
+    prob += pulp.LpAffineExpression(zip(x, _value(scores).tolist(), strict=True))
     prob += pulp.LpAffineExpression(zip(x, costs.tolist(), strict=True)) <= budget, "budget"
     if max_per_image is not None:
         for g, members in _members(images).items():
@@ -307,7 +330,7 @@ def _ilp_inner(pulp, scores, costs, budget, images, max_per_image, classes, quot
 def _fill(fixed, scores, costs, budget, images, max_per_image, classes, quotas) -> np.ndarray:
     """``fixed`` plus what greedy adds under the remaining budget, caps and quotas."""
     rest = np.setdiff1d(np.arange(scores.size), fixed)
-    rest = rest[np.argsort(-scores[rest], kind="stable")]
+    rest = rest[np.argsort(-_density(scores, costs)[rest], kind="stable")]
     used_img: dict = {}
     if max_per_image is not None:
         for g, k in zip(*np.unique(images[fixed], return_counts=True), strict=True):
@@ -366,13 +389,16 @@ def select_under_budget(
 ) -> np.ndarray:
     """Indices of the regions to query, in rank order (best score first), whose click costs fit the budget.
 
-    Without limits and with unit costs this is the plain top-k (ties keep the candidates' order). Costs other
-    than 1, a per-image cap (``max_per_image`` regions of each value of ``images``) or per-class click quotas
-    (``class_quota[c]`` clicks for candidates with ``classes == c``) make it a 0/1 program maximising the summed
-    score, solved by CBC (PuLP) with relative gap ``gap_rel`` and ``time_limit`` seconds on pre-filtered candidates;
-    when CBC gives no usable solution, or a worse one than greedy, the greedy choice is taken (with a warning).
-    With unit costs and a single kind of limit the greedy choice is optimal and no program is solved. A budget
-    above the total cost selects everything (limits permitting), with a warning.
+    The objective is always the summed score of the selection (a 0/1 knapsack): a click budget is best spent on
+    the regions that carry the most score per click. Without limits and with unit costs this is the plain top-k
+    (ties keep the candidates' order). Costs other than 1 without limits: greedy by score per click, whose loss
+    is at most one region's score; kept when within ``gap_rel`` of the LP bound (any budget of many clicks),
+    else the 0/1 program below is solved. A per-image cap (``max_per_image`` regions of each value of
+    ``images``) or per-class click quotas (``class_quota[c]`` clicks for candidates with ``classes == c``) make it
+    a 0/1 program solved by CBC (PuLP) with relative gap ``gap_rel`` and ``time_limit`` seconds on pre-filtered
+    candidates; when CBC gives no usable solution, or a worse one than greedy, the greedy choice is taken (with a
+    warning). With unit costs and a single kind of limit the greedy choice is optimal and no program is solved. A
+    budget above the total cost selects everything (limits permitting), with a warning.
     """
     if budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
@@ -411,11 +437,15 @@ def select_under_budget(
     if budget > total:
         log.warning("budget of %d clicks exceeds the %d clicks of the whole candidate pool", budget, total)
     unit = bool(np.all(costs == 1))
-    greedy, depth = _greedy_prefix(scores, costs, budget, images, max_per_image, classes, quotas)
+    rank = _density(scores, costs)
+    greedy, depth = _greedy_prefix(rank, costs, budget, images, max_per_image, classes, quotas)
+    greedy = greedy[np.argsort(-scores[greedy], kind="stable")]
     single_limit = (max_per_image is None) != (quotas is None)
-    if not limits or (unit and single_limit):  # top-k, knapsack greedy fill, or a (laminar) matroid
+    if (not limits and unit) or (unit and single_limit):  # top-k, or a (laminar) matroid: greedy is optimal
         return greedy
-    cand = _prefilter(scores, costs, budget, images, max_per_image, classes, quotas, depth)
+    if not limits and _greedy_is_within_gap(scores, costs, budget, greedy, depth, gap_rel):
+        return greedy  # a knapsack whose greedy fill is as good as the solver's gap
+    cand = _prefilter(rank, costs, budget, images, max_per_image, classes, quotas, depth)
     sub = (
         scores[cand],
         costs[cand],

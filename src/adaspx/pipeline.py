@@ -124,14 +124,20 @@ def base_superpixels(
             w.add("labels", image_id, labels, regions=int(len(np.unique(labels))))
 
 
-def oracle_superpixels(manifest_path, out, *, shards: int, shard: int, config=None) -> None:
+def oracle_superpixels(manifest_path, out, *, shards: int, shard: int, method: str = "exact", config=None) -> None:
+    """Oracle superpixels of one pool shard: ``method`` ``exact`` or ``official`` (see
+    :func:`adaspx.superpixels.oracle_superpixels`)."""
+    from adaspx.superpixels import ORACLE_METHODS
     from adaspx.superpixels import oracle_superpixels as compute
 
+    if method not in ORACLE_METHODS:
+        raise ValueError(f"superpixels.oracle {method!r} unknown; expected one of {', '.join(ORACLE_METHODS)}")
     manifest = datasets.load_manifest(manifest_path)
     ds = _dataset(manifest, "pool")
-    with ArtifactWriter(out, SCHEMA_SUPERPIXELS, config=config, method="oracle", shard=shard, shards=shards) as w:
+    attrs = {"method": "oracle", "oracle": method, "shard": shard, "shards": shards}
+    with ArtifactWriter(out, SCHEMA_SUPERPIXELS, config=config, **attrs) as w:
         for image_id in _progress(pool_ids(manifest, shards, shard), "oracle superpixels"):
-            labels = compute(ds.label(image_id))
+            labels = compute(ds.label(image_id), method)
             w.add("labels", image_id, labels, regions=int(len(np.unique(labels))))
 
 
@@ -542,15 +548,20 @@ def annotate(
     freeze_sieve: bool = False,
     prev_targets_h5: str | None = None,
     click_cost: str = "region",
+    budget: int | None = None,
     config=None,
     **attrs: Any,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
 
     ``click_cost="classes"`` charges each answer the number of ground-truth classes in its region (``region``: the
-    selection's clicks, 1 per region). Sieving (``sieve_method``, see :func:`adaspx.annotation.sieve_mask`) uses the
-    previous round's model for every answer, as the reference code; with ``freeze_sieve`` only this round's answers
-    are sieved and earlier answers keep their targets from ``prev_targets_h5``.
+    selection's clicks, 1 per region). Selection only estimated those clicks, so with a ``budget`` the annotator
+    answers in the selection's rank order and skips a region whose true clicks no longer fit: a round never
+    spends more than its budget (the warm-up, with no model to estimate from, would otherwise overspend).
+
+    Sieving (``sieve_method``, see :func:`adaspx.annotation.sieve_mask`) uses the previous round's model for every
+    answer, as the reference code; with ``freeze_sieve`` only this round's answers are sieved and earlier answers
+    keep their targets from ``prev_targets_h5``.
     """
     if sieve_method not in annotation.SIEVE_METHODS:
         raise ValueError(
@@ -575,12 +586,21 @@ def annotate(
     if sieve and min_pixels is None:
         min_pixels = _scaled_min_pixels(base_paths)
 
-    regions = MultiArtifact(region_paths)
     prev_h5 = Artifact(prev_answers_h5, SCHEMA_ANSWERS) if prev_answers_h5 else None
     probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if (sieve and probs_paths) else None
     frozen = Artifact(prev_targets_h5, SCHEMA_TARGETS) if (sieve and freeze_sieve and prev_targets_h5) else None
     new_rows = []
     maps: dict[str, np.ndarray] = {}
+    if budget is not None and budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    estimated = int(selection["clicks"].sum())
+    regions = MultiArtifact(region_paths)
+    try:
+        if click_cost == "classes":
+            selection = _charge_classes(selection, selection_path, regions, ds, budget)
+    except BaseException:
+        regions.close()
+        raise
     by_image = {k: g for k, g in selection.groupby("image", sort=False)}
     next_row = len(previous)
     try:
@@ -595,7 +615,7 @@ def annotate(
                     labels, pixels = annotation.dominant_labels(rmap, gt, rids)
                 except ValueError as err:
                     raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
-                charged = annotation.class_clicks(rmap, gt, rids) if click_cost == "classes" else sel["clicks"]
+                charged = sel["charged" if click_cost == "classes" else "clicks"]
                 for rid, lab, npx, clicks in zip(rids, labels, pixels, charged, strict=True):
                     amap[rmap == rid] = next_row
                     new_rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks)))
@@ -650,7 +670,9 @@ def annotate(
     stats = {
         "round": round,
         "clicks_round": int(this_round["clicks"].sum()),
-        "clicks_estimated_round": int(selection["clicks"].sum()),
+        "clicks_estimated_round": estimated,
+        "clicks_budget_round": budget,
+        "skipped_over_budget_round": int(selection.attrs.get("skipped", 0)),
         "click_cost": click_cost,
         "clicks": int(answers["clicks"].sum()),
         "regions_round": len(this_round),
@@ -674,6 +696,33 @@ def annotate(
         },
     }
     write_json(stats_json, stats)
+
+
+def _charge_classes(selection: pd.DataFrame, selection_path, regions, ds, budget: int | None) -> pd.DataFrame:
+    """The selection with each region's true clicks (``charged``: its ground-truth classes), less the regions the
+    budget no longer covers when the rows are answered in order (rank order: best first)."""
+    charged = np.zeros(len(selection), dtype=np.int64)
+    for image_id, sel in selection.groupby("image", sort=False):
+        rmap, gt = regions.get("labels", image_id), ds.label(image_id)
+        try:
+            charged[sel.index.to_numpy()] = annotation.class_clicks(rmap, gt, sel["region"].to_numpy(np.int64))
+        except ValueError as err:
+            raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
+    keep = np.ones(len(selection), dtype=bool)
+    if budget is not None:
+        spent = 0
+        for i, c in enumerate(charged.tolist()):
+            if spent + c > budget:
+                keep[i] = False
+            else:
+                spent += c
+    out = selection.assign(charged=charged)[keep]
+    out.attrs["skipped"] = int((~keep).sum())
+    if out.attrs["skipped"]:
+        log.info(
+            "%d selected regions left unanswered: their true clicks exceed the budget of %d", (~keep).sum(), budget
+        )
+    return out
 
 
 def _count(acc: np.ndarray, target: np.ndarray, gt: np.ndarray, c: int) -> None:

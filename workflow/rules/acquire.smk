@@ -11,7 +11,7 @@ rule acquire:
     conda:
         CONDA_ENV
     params:
-        acquisition=lambda w: experiment(w.experiment)["acquisition"],
+        strategy=lambda w: experiment(w.experiment)["acquisition"],
         budget=budget,
         seed=lambda w: int(w.seed),
         round=lambda w: int(w.round),

@@ -22,8 +22,9 @@ rule annotate:
         min_pixels=config["sieve"].get("min_pixels"),
         sieve_method=config["sieve"].get("method", "knee"),
         disagree_threshold=config["sieve"].get("disagree_threshold", 0.5),
-        freeze=config["sieve"].get("freeze", False),
+        freeze_sieve=config["sieve"].get("freeze", False),
         click_cost=config["al"].get("click_cost", "region"),
+        budget=budget,
         attrs=artifact_attrs,
     script:
         "../scripts/annotate.py"

@@ -1,6 +1,8 @@
 from adaspx.pipeline import annotate, log_to
 
-i, o, p = snakemake.input, snakemake.output, snakemake.params
+i, o = snakemake.input, snakemake.output
+params = dict(snakemake.params.items())
+attrs = params.pop("attrs")
 with log_to(snakemake.log[0]):
     annotate(
         i.manifest,
@@ -14,20 +16,8 @@ with log_to(snakemake.log[0]):
         answers_h5=o.answers_h5,
         targets_h5=o.targets,
         stats_json=o.stats,
-        sieve=p.sieve,
-        min_pixels=p.min_pixels,
-        sieve_method=p.sieve_method,
-        disagree_threshold=p.disagree_threshold,
-        freeze_sieve=p.freeze,
         prev_targets_h5=i.prev_targets or None,
-        click_cost=p.click_cost,
-        config={
-            "sieve": p.sieve,
-            "min_pixels": p.min_pixels,
-            "method": p.sieve_method,
-            "disagree_threshold": p.disagree_threshold,
-            "freeze": p.freeze,
-            "click_cost": p.click_cost,
-        },
-        **p.attrs,
+        config=params,
+        **params,
+        **attrs,
     )
