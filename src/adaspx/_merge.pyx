@@ -177,6 +177,35 @@ cdef extern from *:
     #endif
 
     #ifdef ADX_AVX2
+    /* Every lane set to the maximum of the 8 lanes of v. */
+    __attribute__((target("avx2"), always_inline)) static inline __m256 adx_bcast_max8(__m256 v)
+    {
+        v = _mm256_max_ps(v, _mm256_permute2f128_ps(v, v, 1));
+        v = _mm256_max_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+        return _mm256_max_ps(v, _mm256_shuffle_ps(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+    }
+
+    /* The per-pixel results shared by the AVX2 routines: margin ratio second / best (a tie for the maximum makes
+       it 1), first argmax, and whether the pixel is valid (no negative value, float32 total within tol of 1). m
+       holds the maximum in every lane, vsec the maximum of the lanes below it, neq the count of lanes equal to it,
+       tot the lane-wise sums and vmin the lane-wise minima. */
+    __attribute__((target("avx2"), always_inline)) static inline int adx_px_avx2_finish(
+        __m256 m, __m256 vsec, int neq, int first, __m256 tot, __m256 vmin, int C, double tol, double *ratio,
+        int *arg)
+    {
+        float best = _mm256_cvtss_f32(m), second, total;
+        __m128 t4;
+        second = neq >= 2 ? best : _mm256_cvtss_f32(adx_bcast_max8(vsec));
+        t4 = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
+        t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
+        t4 = _mm_add_ss(t4, _mm_shuffle_ps(t4, t4, 1));
+        total = _mm_cvtss_f32(t4);
+        *ratio = best > 0.0f ? (double)second / (double)best : 0.0;
+        *arg = first >= 0 && first < C ? first : 0;
+        return !_mm256_movemask_ps(_mm256_cmp_ps(vmin, _mm256_setzero_ps(), _CMP_LT_OQ))
+               && fabs((double)total - 1.0) <= tol;
+    }
+
     __attribute__((target("avx2"))) static inline int adx_px_f32_avx2(
         const float *p, int C, double *acc, double tol, double *ratio, int *arg)
     {
@@ -186,9 +215,7 @@ cdef extern from *:
         __m256 vmax = _mm256_setzero_ps(), vmin = _mm256_setzero_ps(), vsec = _mm256_setzero_ps();
         __m256 tot = _mm256_setzero_ps(), m, v, eq;
         __m256d lo, hi;
-        __m128 t4;
         int b, mask, first = -1, neq = 0;
-        float best, second, total;
         for (b = 0; b < nb; b++) {
             v = _mm256_loadu_ps(p + 8 * b);
             if (b == nb - 1) v = _mm256_and_ps(v, tail);
@@ -200,9 +227,7 @@ cdef extern from *:
             _mm256_storeu_pd(acc + 8 * b, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * b), lo));
             _mm256_storeu_pd(acc + 8 * b + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * b + 4), hi));
         }
-        m = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
-        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
-        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+        m = adx_bcast_max8(vmax);
         for (b = 0; b < nb; b++) {
             v = _mm256_loadu_ps(p + 8 * b);
             if (b == nb - 1) v = _mm256_and_ps(v, tail);
@@ -214,23 +239,7 @@ cdef extern from *:
             }
             vsec = _mm256_max_ps(vsec, _mm256_andnot_ps(eq, v));
         }
-        best = _mm256_cvtss_f32(m);
-        if (neq >= 2) {
-            second = best;
-        } else {
-            vsec = _mm256_max_ps(vsec, _mm256_permute2f128_ps(vsec, vsec, 1));
-            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(1, 0, 3, 2)));
-            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(2, 3, 0, 1)));
-            second = _mm256_cvtss_f32(vsec);
-        }
-        t4 = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
-        t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
-        t4 = _mm_add_ss(t4, _mm_shuffle_ps(t4, t4, 1));
-        total = _mm_cvtss_f32(t4);
-        *ratio = best > 0.0f ? (double)second / (double)best : 0.0;
-        *arg = first >= 0 && first < C ? first : 0;
-        return !_mm256_movemask_ps(_mm256_cmp_ps(vmin, _mm256_setzero_ps(), _CMP_LT_OQ))
-               && fabs((double)total - 1.0) <= tol;
+        return adx_px_avx2_finish(m, vsec, neq, first, tot, vmin, C, tol, ratio, arg);
     }
 
     __attribute__((target("avx2"))) static inline void adx_px_f32_avx2_add(const float *p, int C, double *acc,
@@ -246,9 +255,7 @@ cdef extern from *:
         const __m256 tail = _mm256_castsi256_ps(
             _mm256_cmpgt_epi32(_mm256_set1_epi32(C - 8 * (nb - 1)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
         __m256 v[3], vmax, vmin, tot, vsec = _mm256_setzero_ps(), m, eq;
-        __m128 t4;
         int b, mask, first = -1, neq = 0;
-        float best, second, total;
         for (b = 0; b < nb; b++) v[b] = _mm256_loadu_ps(p + 8 * b);
         v[nb - 1] = _mm256_and_ps(v[nb - 1], tail);
         vmax = v[0];
@@ -265,9 +272,7 @@ cdef extern from *:
             _mm256_storeu_pd(acc + 8 * b + 4, _mm256_add_pd(_mm256_loadu_pd(acc + 8 * b + 4),
                                                             _mm256_cvtps_pd(_mm256_extractf128_ps(v[b], 1))));
         }
-        m = _mm256_max_ps(vmax, _mm256_permute2f128_ps(vmax, vmax, 1));
-        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(1, 0, 3, 2)));
-        m = _mm256_max_ps(m, _mm256_shuffle_ps(m, m, _MM_SHUFFLE(2, 3, 0, 1)));
+        m = adx_bcast_max8(vmax);
         for (b = 0; b < nb; b++) {
             eq = _mm256_cmp_ps(v[b], m, _CMP_EQ_OQ);
             mask = _mm256_movemask_ps(eq);
@@ -277,23 +282,7 @@ cdef extern from *:
             }
             vsec = _mm256_max_ps(vsec, _mm256_andnot_ps(eq, v[b]));
         }
-        best = _mm256_cvtss_f32(m);
-        if (neq >= 2) {
-            second = best;
-        } else {
-            vsec = _mm256_max_ps(vsec, _mm256_permute2f128_ps(vsec, vsec, 1));
-            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(1, 0, 3, 2)));
-            vsec = _mm256_max_ps(vsec, _mm256_shuffle_ps(vsec, vsec, _MM_SHUFFLE(2, 3, 0, 1)));
-            second = _mm256_cvtss_f32(vsec);
-        }
-        t4 = _mm_add_ps(_mm256_castps256_ps128(tot), _mm256_extractf128_ps(tot, 1));
-        t4 = _mm_add_ps(t4, _mm_movehl_ps(t4, t4));
-        t4 = _mm_add_ss(t4, _mm_shuffle_ps(t4, t4, 1));
-        total = _mm_cvtss_f32(t4);
-        *ratio = best > 0.0f ? (double)second / (double)best : 0.0;
-        *arg = first >= 0 && first < C ? first : 0;
-        return !_mm256_movemask_ps(_mm256_cmp_ps(vmin, _mm256_setzero_ps(), _CMP_LT_OQ))
-               && fabs((double)total - 1.0) <= tol;
+        return adx_px_avx2_finish(m, vsec, neq, first, tot, vmin, C, tol, ratio, arg);
     }
 
     #define ADX_AVX2_SMALL(NB)                                                                         \\
