@@ -1,10 +1,10 @@
-import json
 import logging
 
 import numpy as np
 import pandas as pd
 import pulp
 import pytest
+from stage_helpers import small_pool
 
 from adaspx import acquisition as acq
 from adaspx.acquisition import class_balanced_scores, minmax, random_scores, select_under_budget
@@ -274,21 +274,14 @@ def test_rank_order_is_a_stable_top_k():
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
     """A 3-image synthetic pool with SLIC superpixels, a probabilities artifact and an empty answer map."""
-    from adaspx import pipeline, synthetic
-    from adaspx.h5io import ArtifactWriter
-
     d = tmp_path_factory.mktemp("pool")
-    synthetic.write_dataset(d / "data", train_size=3, val_size=1, height=32, width=40, seed=1)
-    pipeline.prepare_dataset("folder", d / "data", {"pool": "train", "val": "val"}, d / "manifest.json")
-    pipeline.base_superpixels(d / "manifest.json", d / "base.h5", method="slic",
-                              params={"n_segments": 12}, shards=1, shard=0)  # fmt: skip
-    manifest = json.loads((d / "manifest.json").read_text())
-    c = manifest["num_classes"]
     rng = np.random.default_rng(0)
-    with ArtifactWriter(d / "probs.h5", pipeline.SCHEMA_PROBS, stride=1) as w:
-        for image_id in pipeline.pool_ids(manifest):
-            p = rng.random((c, 32, 40)).astype(np.float32) ** 4
-            w.add("probs", image_id, (p / p.sum(axis=0)).astype(np.float16))
+
+    def random_probs(gt, c):
+        p = rng.random((c, *gt.shape)).astype(np.float32) ** 4
+        return p / p.sum(axis=0)
+
+    small_pool(d, seed=1, n_segments=12, probs=random_probs)
     return d
 
 

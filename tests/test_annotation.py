@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from stage_helpers import small_pool
 
 from adaspx.annotation import class_clicks, dominant_labels, knee_threshold, precision, sieve_mask, targets_from_answers
 
@@ -129,28 +130,16 @@ def test_class_clicks_count_non_void_classes_at_least_one():
 
 @pytest.fixture(scope="module")
 def stage(tmp_path_factory):
-    from adaspx import pipeline, synthetic
-    from adaspx.h5io import ArtifactWriter
-
     d = tmp_path_factory.mktemp("annotate")
-    synthetic.write_dataset(d / "data", train_size=3, val_size=1, height=32, width=40, seed=2)
-    pipeline.prepare_dataset("folder", d / "data", {"pool": "train", "val": "val"}, d / "manifest.json")
-    pipeline.base_superpixels(d / "manifest.json", d / "base.h5", method="slic",
-                              params={"n_segments": 6}, shards=1, shard=0)  # fmt: skip
-    manifest = json.loads((d / "manifest.json").read_text())
-    ids = pipeline.pool_ids(manifest)
-    # probabilities that are confidently wrong on a quarter of every image: class (gt + 1) at 0.9
-    from adaspx.datasets import read_label
 
-    with ArtifactWriter(d / "probs.h5", pipeline.SCHEMA_PROBS, stride=1) as w:
-        for image_id in ids:
-            gt = read_label(d / "data" / "labels" / f"{image_id}.png").astype(np.int64)
-            c = manifest["num_classes"]
-            guess = np.where(gt == 255, 0, gt)
-            guess[:, :10] = (guess[:, :10] + 1) % c
-            p = np.full((c, 32, 40), 0.1 / (c - 1), np.float32)
-            np.put_along_axis(p, guess[None], 0.9, axis=0)
-            w.add("probs", image_id, p.astype(np.float16))
+    def confidently_wrong_quarter(gt, c):  # class (gt + 1) at 0.9 on a quarter of every image, else gt at 0.9
+        guess = np.where(gt == 255, 0, gt)
+        guess[:, :10] = (guess[:, :10] + 1) % c
+        p = np.full((c, *gt.shape), 0.1 / (c - 1), np.float32)
+        np.put_along_axis(p, guess[None], 0.9, axis=0)
+        return p
+
+    _, ids = small_pool(d, seed=2, n_segments=6, probs=confidently_wrong_quarter)
     return d, ids
 
 
