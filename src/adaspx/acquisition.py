@@ -144,18 +144,18 @@ def _density(scores: np.ndarray, costs: np.ndarray) -> np.ndarray:
     return scores if np.all(costs == 1) else _value(scores) / costs
 
 
-def _greedy_is_within_gap(scores, costs, budget, greedy, depth, gap_rel) -> bool:
+def _greedy_is_within_gap(scores, costs, rank, budget, greedy, depth, gap_rel) -> bool:
     """Whether greedy's summed score is within ``gap_rel`` of Dantzig's bound on the knapsack optimum: the best
-    candidates by score per click taken whole until one does not fit, plus that one's score per click times the
-    clicks left. Greedy scanned the first ``depth`` candidates by score per click, the break among them."""
-    value = _value(scores)
-    order = _rank_order(_density(scores, costs), min(scores.size, depth + 1))
+    candidates by score per click (``rank``) taken whole until one does not fit, plus that one's score per click
+    times the clicks left. Greedy scanned the first ``depth`` candidates by ``rank``, the break among them."""
+    shift = 1e-9 - min(0.0, float(scores.min()))  # as _value, on the few candidates needed
+    order = _rank_order(rank, min(scores.size, depth + 1))
     spent = np.cumsum(costs[order])
     b = int(np.searchsorted(spent, budget, side="right"))
-    bound = value[order[:b]].sum()
+    bound = (scores[order[:b]] + shift).sum()
     if b < order.size:
-        bound += (budget - (spent[b - 1] if b else 0)) * value[order[b]] / costs[order[b]]
-    return value[greedy].sum() >= (1 - gap_rel) * bound
+        bound += (budget - (spent[b - 1] if b else 0)) * (scores[order[b]] + shift) / costs[order[b]]
+    return (scores[greedy] + shift).sum() >= (1 - gap_rel) * bound
 
 
 def _rank_order(scores: np.ndarray, k: int) -> np.ndarray:
@@ -443,7 +443,7 @@ def select_under_budget(
     single_limit = (max_per_image is None) != (quotas is None)
     if (not limits and unit) or (unit and single_limit):  # top-k, or a (laminar) matroid: greedy is optimal
         return greedy
-    if not limits and _greedy_is_within_gap(scores, costs, budget, greedy, depth, gap_rel):
+    if not limits and _greedy_is_within_gap(scores, costs, rank, budget, greedy, depth, gap_rel):
         return greedy  # a knapsack whose greedy fill is as good as the solver's gap
     cand = _prefilter(rank, costs, budget, images, max_per_image, classes, quotas, depth)
     sub = (
