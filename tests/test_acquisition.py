@@ -358,3 +358,14 @@ def test_classes_cost_and_limits_in_the_stage(pool, tmp_path):
     assert sel.groupby("predicted")["clicks"].sum().max() <= 20
     with pytest.raises(ValueError, match="click cost 'x' unknown"):
         _acquire(pool, tmp_path / "bad.csv", click_cost="x")
+
+
+def test_budget_above_the_pool_selects_every_candidate_and_warns(pool, tmp_path, caplog):
+    from adaspx.h5io import Artifact
+
+    with Artifact(pool / "base.h5") as base:
+        regions = sum(np.unique(base.get("labels", name)).size for name in base.names("labels"))
+    with caplog.at_level(logging.WARNING):
+        sel = _acquire(pool, tmp_path / "sel.csv", budget=regions + 50)
+    assert len(sel) == regions and sel[["image", "region"]].drop_duplicates().shape[0] == regions
+    assert f"budget of {regions + 50} clicks exceeds" in caplog.text

@@ -143,7 +143,7 @@ def stage(tmp_path_factory):
     return d, ids
 
 
-def _annotate(d, tmp, selection, round=1, prev=None, **kw):
+def _annotate(d, tmp, selection, round=1, prev=None, probs=None, **kw):
     from adaspx import pipeline
 
     selection.to_csv(tmp / f"sel{round}.csv", index=False)
@@ -151,7 +151,7 @@ def _annotate(d, tmp, selection, round=1, prev=None, **kw):
            (("answers_csv", "csv"), ("answers_h5", "h5"), ("targets_h5", "h5"), ("stats_json", "json"))}  # fmt: skip
     prev_csv, prev_h5, prev_t = (None, None, None) if prev is None else prev
     pipeline.annotate(d / "manifest.json", tmp / f"sel{round}.csv", [str(d / "base.h5")], prev_csv, prev_h5,
-                      [str(d / "probs.h5")], [str(d / "base.h5")], round=round, prev_targets_h5=prev_t,
+                      [str(probs or d / "probs.h5")], [str(d / "base.h5")], round=round, prev_targets_h5=prev_t,
                       **out, **kw)  # fmt: skip
     return out, json.loads(out["stats_json"].read_text())
 
@@ -237,3 +237,34 @@ def test_frozen_sieving_keeps_earlier_targets(stage, tmp_path):
                         sieve_method="knee_disagree", disagree_threshold=1.0)  # fmt: skip
     with h5py.File(out1["targets_h5"]) as t1, h5py.File(out3["targets_h5"]) as t3:
         assert (t3["labels"][ids[2]][()] != 255).sum() > (t1["labels"][ids[2]][()] != 255).sum()
+
+
+@pytest.mark.parametrize("click_cost", ["region", "classes"])
+def test_selection_naming_a_missing_region_or_image_writes_nothing(stage, tmp_path, click_cost):
+    d, ids = stage
+    sel = _selection(d, ids, 1, 2)
+    sel.loc[1, "region"] = 9999
+    with pytest.raises(ValueError, match=rf"sel1\.csv: image {ids[1]}: regions \[9999\] do not exist"):
+        _annotate(d, tmp_path, sel, sieve=True, click_cost=click_cost)
+    sel = _selection(d, ids, 1, 2)
+    sel.loc[0, "image"] = "no_such_image"
+    with pytest.raises(ValueError, match=r"sel1\.csv: images \['no_such_image'\] are not in the pool"):
+        _annotate(d, tmp_path, sel, sieve=False, click_cost=click_cost)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sel1.csv"]
+
+
+def test_nan_probabilities_stop_sieving_and_write_nothing(stage, tmp_path):
+    import shutil
+
+    import h5py
+
+    d, ids = stage
+    bad = tmp_path / "bad_probs.h5"
+    shutil.copy(d / "probs.h5", bad)
+    with h5py.File(bad, "r+") as f:
+        arr = f["probs"][ids[0]][()]
+        arr[:, 5, 5] = np.nan
+        f["probs"][ids[0]][...] = arr
+    with pytest.raises(ValueError, match=rf"bad_probs\.h5: image {ids[0]}: probabilities of 1 pixels are NaN"):
+        _annotate(d, tmp_path, _selection(d, ids, 0, 2), sieve=True, probs=bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_probs.h5", "sel1.csv"]
