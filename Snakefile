@@ -38,4 +38,5 @@ rule all:
     default_target: True
     input:
         f"{RESULTS}/summary.csv",
+        f"{RESULTS}/summary_per_class.csv",
         f"{RESULTS}/learning_curves.png",

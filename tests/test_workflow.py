@@ -32,6 +32,15 @@ def test_summary_and_curves(tiny_run):
         assert g["labeled_pixels"].is_monotonic_increasing or g["experiment"].iloc[0] == "cb_adaptive_sieve"
     # the warm-up (round 0) is shared: same clicks, pixels and model for every experiment
     assert summary[summary["round"] == 0][["labeled_pixels", "miou"]].nunique().max() == 1
+    assert summary["correct_pixels_kept"].between(0, 1).all()
+    per_class = pd.read_csv(tiny_run / R / "summary_per_class.csv")
+    manifest = json.loads((tiny_run / R / "manifest.json").read_text())
+    assert len(per_class) == len(summary) * manifest["num_classes"]
+    assert per_class["class"].head(manifest["num_classes"]).tolist() == manifest["classes"]
+    # per-class labeled pixels add up to the round's labeled pixels
+    totals = per_class.groupby(["experiment", "seed", "round"])["labeled_pixels"].sum()
+    merged = summary.set_index(["experiment", "seed", "round"])["labeled_pixels"]
+    assert totals.sort_index().tolist() == merged.sort_index().tolist()
     png = (tiny_run / R / "learning_curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 

@@ -40,6 +40,18 @@ SUMMARY_COLUMNS = [
     "miou",
     "label_precision",
     "label_precision_before_sieve",
+    "correct_pixels_kept",
+]
+SUMMARY_CLASS_COLUMNS = [
+    "experiment",
+    "seed",
+    "round",
+    "class",
+    "labeled_pixels",
+    "label_precision",
+    "label_precision_before_sieve",
+    "correct_pixels_kept",
+    "iou",
 ]
 
 
@@ -691,6 +703,7 @@ def annotate(
                 "labeled_pixels": int(after[0, k]),
                 "precision_before_sieve": float(before[1, k] / before[0, k]) if before[0, k] else None,
                 "precision": float(after[1, k] / after[0, k]) if after[0, k] else None,
+                "correct_pixels_kept": float(after[1, k] / before[1, k]) if before[1, k] else None,
             }
             for k, name in enumerate(manifest["classes"])
         },
@@ -750,12 +763,29 @@ def _scaled_min_pixels(base_paths: Sequence[str]) -> int:
 # --------------------------------------------------------------------------------------------- summarize
 
 
-def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png) -> pd.DataFrame:
-    """One row per (experiment, seed, round) from each round's metrics.json and annotation_stats.json."""
-    rows = []
+def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png, per_class_csv=None) -> pd.DataFrame:
+    """One row per (experiment, seed, round) from each round's metrics.json and annotation_stats.json; with
+    ``per_class_csv``, also one row per class of each (label statistics and IoU on val)."""
+    rows, class_rows = [], []
     for e in entries:
         metrics = json.loads(Path(e["metrics"]).read_text())
         stats = json.loads(Path(e["stats"]).read_text())
+        key = {"experiment": e["experiment"], "seed": e["seed"], "round": e["round"]}
+        iou = dict(zip(metrics["classes"], metrics["iou"], strict=True))
+        for k, name in enumerate(metrics["classes"]):  # the manifest's class order (JSON objects are key-sorted)
+            c = stats["per_class"][name]
+            class_rows.append(
+                {
+                    **key,
+                    "class": name,
+                    "labeled_pixels": c["labeled_pixels"],
+                    "label_precision": c["precision"],
+                    "label_precision_before_sieve": c["precision_before_sieve"],
+                    "correct_pixels_kept": c.get("correct_pixels_kept"),
+                    "iou": iou[name],
+                    "k": k,
+                }
+            )
         rows.append(
             {
                 "experiment": e["experiment"],
@@ -766,10 +796,14 @@ def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png) -> 
                 "miou": metrics["miou"],
                 "label_precision": stats["label_precision"],
                 "label_precision_before_sieve": stats["label_precision_before_sieve"],
+                "correct_pixels_kept": stats["correct_pixels_kept"],
             }
         )
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(["experiment", "seed", "round"])
     write_csv(summary_csv, frame)
+    if per_class_csv is not None:
+        per_class = pd.DataFrame(class_rows).sort_values(["experiment", "seed", "round", "k"])
+        write_csv(per_class_csv, per_class.reindex(columns=SUMMARY_CLASS_COLUMNS))
     plot_learning_curves(frame, curves_png)
     return frame
 

@@ -4,6 +4,7 @@ rule summarize:
         stats=[e["stats"] for e in summary_entries()],
     output:
         summary=f"{RESULTS}/summary.csv",
+        per_class=f"{RESULTS}/summary_per_class.csv",
         curves=f"{RESULTS}/learning_curves.png",
     log:
         f"{LOGS}/summarize.log",
