@@ -12,6 +12,7 @@ from adaspx.models import MODELS, DeepLabV3Plus, SmallSegNet, build_model, count
 from adaspx.pipeline import at_label_resolution
 from adaspx.training import (
     CheckpointError,
+    LazyArrays,
     TrainConfig,
     _loss,
     _Normalizer,
@@ -347,6 +348,50 @@ def test_training_input_errors(toy):
         train_model(images, bad, **kw)
     with pytest.raises(ValueError, match="no labeled pixel"):
         train_model(images, [np.full_like(t, IGNORE_INDEX) for t in targets], **kw)
+
+
+class CountingLoader:
+    """Items of a list read through a function, counting reads per key (threads may call it concurrently)."""
+
+    def __init__(self, items):
+        self.items, self.reads = items, {}
+
+    def __call__(self, key):
+        self.reads[key] = self.reads.get(key, 0) + 1
+        return self.items[key]
+
+
+@pytest.mark.parametrize("cache_bytes", [1 << 30, 0])
+def test_lazy_inputs_train_the_same_weights(toy, cache_bytes):
+    images, _, targets = toy
+    config = TrainConfig(iterations=9, batch_size=3, lr=0.05, crop_size=(20, 28))
+    kw = dict(num_classes=3, config=config, seed=5, threads=1, progress=False)
+    expected = train_model(images, targets, **kw).state_dict()
+    load_images, load_targets = CountingLoader(images), CountingLoader(targets)
+    keys = list(range(len(images)))
+    state = train_model(
+        LazyArrays(keys, load_images), LazyArrays(keys, load_targets), **kw, cache_bytes=cache_bytes
+    ).state_dict()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    # 27 samples of 12 images: with a cache each image is read once; without one, at every use (and up to two
+    # batches read ahead when training ends)
+    reads = sum(load_images.reads.values())
+    if cache_bytes:
+        assert reads == 12
+    else:
+        assert 27 <= reads <= 27 + 6
+
+
+def test_lazy_input_errors_name_the_index(toy):
+    images, _, targets = toy
+    keys = list(range(len(images)))
+    kw = dict(num_classes=3, config=FAST, seed=0, progress=False)
+    small = [im[:, :-1] for im in images]  # every image one column narrower than its target
+    with pytest.raises(ValueError, match=r"target \d+: shape \(32, 48\) does not match image \d+"):
+        train_model(LazyArrays(keys, small.__getitem__), targets, **kw)
+    with pytest.raises(ValueError, match="no labeled pixel"):
+        empty = [np.full_like(t, IGNORE_INDEX) for t in targets]
+        train_model(LazyArrays(keys, images.__getitem__), LazyArrays(keys, empty.__getitem__), **kw)
 
 
 def test_train_config_validation():

@@ -177,7 +177,7 @@ def train(
     initial weights are ``previous_model`` when ``init`` is ``previous`` and one is given (rounds >= 1), else
     ``weights`` (the ``model.weights`` key: none, torchvision or a checkpoint path).
     """
-    from adaspx.training import TrainConfig, save_checkpoint, train_model
+    from adaspx.training import LazyArrays, TrainConfig, save_checkpoint, train_model
 
     params = dict(params)
     checkpoint_every = int(params.pop("checkpoint_every", 100))
@@ -187,33 +187,24 @@ def train(
     initial = previous_model if init == "previous" and previous_model else weights
     manifest = datasets.load_manifest(manifest_path)
     ds = _dataset(manifest, "pool")
-    images, targets = [], []
-    with Artifact(targets_path, SCHEMA_TARGETS) as t:
-        for image_id in pool_ids(manifest):
-            target = t.get("labels", image_id)
-            if (target != IGNORE_INDEX).any():
-                images.append(ds.image(image_id))
-                targets.append(target)
-    log.info(
-        "training %s on %d images with %d labeled pixels, initial weights: %s",
-        model,
-        len(images),
-        sum(int((t != IGNORE_INDEX).sum()) for t in targets),
-        initial or "random",
-    )
     config = TrainConfig(model=model, **params)
-    net = train_model(
-        images,
-        targets,
-        num_classes=manifest["num_classes"],
-        config=config,
-        seed=seed,
-        threads=threads,
-        progress=progress,
-        weights=initial,
-        checkpoint=Path(model_out).with_name("train_checkpoint.pt"),
-        checkpoint_every=checkpoint_every,
-    )
+    # Images and targets are read as training needs them (read ahead, cache bounded): a Cityscapes-size pool is
+    # never held in memory. Only images with labeled pixels take part.
+    with Artifact(targets_path, SCHEMA_TARGETS) as t:
+        ids = [i for i in pool_ids(manifest) if (t.get("labels", i) != IGNORE_INDEX).any()]
+        log.info("training %s on %d images with labels, initial weights: %s", model, len(ids), initial or "random")
+        net = train_model(
+            LazyArrays(ids, ds.image),
+            LazyArrays(ids, lambda image_id: t.get("labels", image_id)),
+            num_classes=manifest["num_classes"],
+            config=config,
+            seed=seed,
+            threads=threads,
+            progress=progress,
+            weights=initial,
+            checkpoint=Path(model_out).with_name("train_checkpoint.pt"),
+            checkpoint_every=checkpoint_every,
+        )
     save_checkpoint(
         model_out,
         net,
@@ -223,7 +214,7 @@ def train(
             "seed": seed,
             "train": dict(params, init=init),
             "weights": None if initial is None else str(initial),
-            "images": len(images),
+            "images": len(ids),
         },
     )
 

@@ -22,9 +22,15 @@ settings resumes from it. On CPU the resumed run ends bit-identical to an uninte
 deleted when training completes.
 
 On CUDA: bf16 autocast where supported (training and inference), ``channels_last``, pinned host memory for the
-batch transfers, cuDNN autotuning (results then are not bit-reproducible). Images are held in memory, so the
-per-batch host work is only a crop and a copy; there are no DataLoader workers, and ``threads`` sets torch's
-intra-op threads.
+batch transfers, cuDNN autotuning (results then are not bit-reproducible). ``threads`` sets torch's intra-op
+threads.
+
+Data: images and targets are sequences indexed like lists. In-memory lists are used as they are. A
+:class:`LazyArrays` sequence reads each item when it is needed (the workflow passes its images and targets that
+way, so that a Cityscapes-size pool is never held in memory): the items of the next batches are read ahead on
+background threads (decoding releases the GIL) and kept in a bounded cache, so that a small dataset is read
+once per training and a large one streams. Reading ahead does not touch the random generators: batches, crops
+and flips, and so the trained weights, are the same whether the inputs are lists or lazy.
 """
 
 from __future__ import annotations
@@ -37,7 +43,9 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +132,26 @@ def default_device(device: str | torch.device | None = None) -> torch.device:
 # ------------------------------------------------------------------------------------------------ inputs
 
 
+class LazyArrays(Sequence):
+    """A sequence whose item ``i`` is ``load(keys[i])``, read on every access (no caching here).
+
+    ``keys`` identify the items (image ids, file paths): a resumed training trusts that the data behind the same
+    keys did not change, and hashes the keys instead of the pixels.
+    """
+
+    def __init__(self, keys: Sequence[Hashable], load: Callable[[Any], np.ndarray]) -> None:
+        self.keys = list(keys)
+        self.load = load
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return LazyArrays(self.keys[i], self.load)
+        return self.load(self.keys[i])
+
+
 def _check_image(i: int, image: Any) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         desc = f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
@@ -131,33 +159,102 @@ def _check_image(i: int, image: Any) -> np.ndarray:
     return image
 
 
-def _check_pairs(
-    images: Sequence[np.ndarray], targets: Sequence[np.ndarray], num_classes: int
-) -> tuple[list[np.ndarray], list[np.ndarray], list[int], int]:
-    """Validate; return images, uint8 targets, the indices with labeled pixels, and the labeled pixel count."""
+def _check_target(i: int, target: Any, num_classes: int) -> np.ndarray:
+    target = np.asarray(target)
+    if target.ndim != 2:
+        raise ValueError(f"target {i}: expected an (H, W) array, got shape {target.shape}")
+    if not np.issubdtype(target.dtype, np.integer):
+        raise ValueError(f"target {i}: expected integer class indices, got {target.dtype}")
+    bad = (target != IGNORE_INDEX) & ((target < 0) | (target >= num_classes))
+    if bad.any():
+        raise ValueError(
+            f"target {i}: label {int(target[bad][0])} outside 0..{num_classes - 1} (and {IGNORE_INDEX} = ignore)"
+        )
+    return target.astype(np.uint8, copy=False)
+
+
+def _check_pair(i: int, image: Any, target: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    image = _check_image(i, image)
+    target = _check_target(i, target, num_classes)
+    if target.shape != image.shape[:2]:
+        raise ValueError(f"target {i}: shape {target.shape} does not match image {i} of shape {image.shape}")
+    return image, target
+
+
+def _scan(images: Sequence, targets: Sequence, num_classes: int, h: Any) -> tuple[list[int], int]:
+    """Validate the inputs and feed them to the fingerprint ``h``; return the indices with labeled pixels and the
+    labeled pixel count. In-memory images are checked and hashed here (shape and a subsample of pixels); lazy
+    images (:class:`LazyArrays`) by their keys, and each is checked against its target when it is read."""
     if len(images) != len(targets):
         raise ValueError(f"{len(images)} images but {len(targets)} targets")
-    imgs, tgts, usable, labeled = [], [], [], 0
-    for i, (image, target) in enumerate(zip(images, targets, strict=True)):
-        image = _check_image(i, image)
-        target = np.asarray(target)
-        if target.ndim != 2 or target.shape != image.shape[:2]:
-            raise ValueError(f"target {i}: shape {target.shape} does not match image {i} of shape {image.shape}")
-        if not np.issubdtype(target.dtype, np.integer):
-            raise ValueError(f"target {i}: expected integer class indices, got {target.dtype}")
-        mask = target != IGNORE_INDEX
-        bad = mask & ((target < 0) | (target >= num_classes))
-        if bad.any():
-            raise ValueError(
-                f"target {i}: label {int(target[bad][0])} outside 0..{num_classes - 1} (and {IGNORE_INDEX} = ignore)"
-            )
-        n = int(np.count_nonzero(mask))
+    lazy = isinstance(images, LazyArrays)
+    if lazy:
+        h.update(repr(images.keys).encode())
+    usable, labeled = [], 0
+    for i in range(len(targets)):
+        if lazy:
+            target = _check_target(i, targets[i], num_classes)
+        else:
+            image, target = _check_pair(i, images[i], targets[i], num_classes)
+            h.update(repr(image.shape).encode())
+            h.update(np.ascontiguousarray(image[:: max(image.shape[0] // 8, 1), :: max(image.shape[1] // 8, 1)]))
+        h.update(repr(target.shape).encode())
+        h.update(np.ascontiguousarray(target))
+        n = int(np.count_nonzero(target != IGNORE_INDEX))
         if n:
             usable.append(i)
             labeled += n
-        imgs.append(image)
-        tgts.append(target.astype(np.uint8, copy=False))
-    return imgs, tgts, usable, labeled
+    return usable, labeled
+
+
+class _Fetcher:
+    """Checked (image, target) pairs by index for :func:`_fit`.
+
+    Reads ahead: :meth:`ahead` submits the indices the next batches will use to ``threads`` background threads;
+    pairs read are kept, least recently used first out, while they fit in ``cache_bytes``. Nothing here draws a
+    random number, so the batches do not depend on timing.
+    """
+
+    def __init__(self, images, targets, num_classes: int, threads: int = 2, cache_bytes: int = 1 << 30) -> None:
+        self.images, self.targets, self.num_classes = images, targets, num_classes
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="adaspx-read") if threads > 0 else None
+        self.pending: dict[int, Future] = {}
+        self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self.cache_bytes, self.cached = cache_bytes, 0
+        self.reads = 0
+
+    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        self.reads += 1
+        return _check_pair(i, self.images[i], self.targets[i], self.num_classes)
+
+    def ahead(self, indices: Iterable[int]) -> None:
+        if self.pool is None:
+            return
+        for i in indices:
+            if i not in self.cache and i not in self.pending:
+                self.pending[i] = self.pool.submit(self._read, i)
+
+    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i in self.cache:
+            self.cache.move_to_end(i)
+            return self.cache[i]
+        future = self.pending.pop(i, None)
+        pair = future.result() if future is not None else self._read(i)
+        size = pair[0].nbytes + pair[1].nbytes
+        if size <= self.cache_bytes:
+            self.cache[i] = pair
+            self.cached += size
+            while self.cached > self.cache_bytes:
+                _, (old_image, old_target) = self.cache.popitem(last=False)
+                self.cached -= old_image.nbytes + old_target.nbytes
+        return pair
+
+    def close(self) -> None:
+        if self.pool is not None:
+            for future in self.pending.values():
+                future.cancel()
+            self.pool.shutdown(wait=True)
+        self.pending.clear()
 
 
 class _Normalizer:
@@ -182,8 +279,7 @@ def _randint(high: int, gen: torch.Generator) -> int:
 
 
 def _sample_batch(
-    images: list[np.ndarray],
-    targets: list[np.ndarray],
+    fetch: Callable[[int], tuple[np.ndarray, np.ndarray]],
     indices: list[int],
     crop: tuple[int, int] | None,
     hflip: bool,
@@ -196,7 +292,7 @@ def _sample_batch(
     """
     pieces = []
     for i in indices:
-        img, tgt = images[i], targets[i]
+        img, tgt = fetch(i)
         if crop is not None:
             h, w = tgt.shape
             y0 = _randint(max(h - crop[0], 0) + 1, gen)
@@ -289,8 +385,14 @@ def train_model(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     on_iteration: Callable[[int], None] | None = None,
+    read_threads: int = 2,
+    cache_bytes: int = 1 << 30,
 ) -> nn.Module:
     """Train ``config.model`` on the labeled pixels of ``targets``; return it in eval mode.
+
+    ``images`` and ``targets`` are sequences of (H, W, 3) uint8 arrays and (H, W) integer arrays, lists or
+    :class:`LazyArrays`; lazy items are read ahead on ``read_threads`` threads and cached up to ``cache_bytes``
+    (neither changes the result).
 
     The model starts from ``weights`` (see :func:`adaspx.models.build_model`: ``None`` = random initialization
     from ``seed``, ``"torchvision"`` = ImageNet backbone, or a checkpoint path, e.g. the previous round's model
@@ -321,15 +423,24 @@ def train_model(
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    imgs, tgts, usable, labeled = _check_pairs(images, targets, num_classes)
+    h = _fingerprint(len(images), num_classes, config, seed, weights)
+    usable, labeled = _scan(images, targets, num_classes, h)
     if not usable:
-        raise ValueError(f"no labeled pixel in {len(tgts)} targets: nothing to train on")
+        raise ValueError(f"no labeled pixel in {len(targets)} targets: nothing to train on")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be a non-negative integer, got {checkpoint_every!r}")
     resume = _Resume(
         Path(checkpoint) if checkpoint is not None else None,
         checkpoint_every,
-        _fingerprint(imgs, tgts, num_classes, config, seed, weights),
+        h.hexdigest(),
+    )
+    lazy = isinstance(images, LazyArrays) or isinstance(targets, LazyArrays)
+    fetch = _Fetcher(
+        images,
+        targets,
+        num_classes,
+        threads=read_threads if lazy else 0,
+        cache_bytes=cache_bytes if lazy else sys.maxsize,  # in-memory inputs: the cache holds references only
     )
     dev = default_device(device)
     cpu = dev.type == "cpu"
@@ -348,8 +459,9 @@ def train_model(
             torch.manual_seed(seed)
             model = build_model(config.model, num_classes, weights=weights).to(dev)
             gen = torch.Generator().manual_seed(seed)
-            _fit(model, imgs, tgts, usable, labeled, config, crop, gen, dev, progress, resume, on_iteration)
+            _fit(model, fetch, usable, labeled, config, crop, gen, dev, progress, resume, on_iteration)
     finally:
+        fetch.close()
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
     if resume.path is not None:
@@ -357,27 +469,17 @@ def train_model(
     return model.eval()
 
 
-def _fingerprint(
-    images: list[np.ndarray],
-    targets: list[np.ndarray],
-    num_classes: int,
-    config: TrainConfig,
-    seed: int,
-    weights: Any,
-) -> str:
-    """Hash of everything that determines a training run: settings, seed, initial weights, targets, image sizes."""
+def _fingerprint(n: int, num_classes: int, config: TrainConfig, seed: int, weights: Any):
+    """Hash of the settings, seed, initial weights and input count of a training run; :func:`_scan` adds the
+    inputs (targets, and image sizes and pixels or keys)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(repr((config, seed, num_classes, str(weights), len(images))).encode())
+    h.update(repr((config, seed, num_classes, str(weights), n)).encode())
     if weights not in (None, "none", "torchvision"):
         p = Path(weights)
         h.update(repr(p.stat().st_size if p.is_file() else None).encode())
         if p.is_file():
             h.update(p.read_bytes())
-    for image, target in zip(images, targets, strict=True):
-        h.update(repr(image.shape).encode())
-        h.update(np.ascontiguousarray(image[:: max(image.shape[0] // 8, 1), :: max(image.shape[1] // 8, 1)]))
-        h.update(np.ascontiguousarray(target))
-    return h.hexdigest()
+    return h
 
 
 @dataclass
@@ -427,8 +529,7 @@ def _atomic_save(payload: Any, path: Path) -> None:
 
 def _fit(
     model: nn.Module,
-    images: list[np.ndarray],
-    targets: list[np.ndarray],
+    fetch: _Fetcher,
     usable: list[int],
     labeled: int,
     config: TrainConfig,
@@ -511,7 +612,8 @@ def _fit(
                 if not order:
                     order = [usable[j] for j in torch.randperm(len(usable), generator=gen).tolist()]
                 batch.append(order.pop(0))
-            xb, tb, sizes = _sample_batch(images, targets, batch, crop, config.hflip, gen)
+            fetch.ahead(order[: 2 * config.batch_size])  # the next two batches, as far as this pass goes
+            xb, tb, sizes = _sample_batch(fetch, batch, crop, config.hflip, gen)
             seen += len(batch)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * (1 - it / config.iterations) ** config.lr_power
