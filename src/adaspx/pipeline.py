@@ -800,23 +800,31 @@ def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png, per
 
 
 def plot_learning_curves(frame: pd.DataFrame, out) -> None:
+    """mIoU against clicks (left) and against labeled pixels (right), mean over seeds, band = min..max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), dpi=120, sharey=True)
     for name, group in frame.groupby("experiment", sort=False):
         agg = group.groupby("round").agg(
-            clicks=("clicks", "mean"), miou=("miou", "mean"), lo=("miou", "min"), hi=("miou", "max")
+            clicks=("clicks", "mean"),
+            pixels=("labeled_pixels", "mean"),
+            miou=("miou", "mean"),
+            lo=("miou", "min"),
+            hi=("miou", "max"),
         )
-        (line,) = ax.plot(agg["clicks"], 100 * agg["miou"], marker="o", label=name)
-        ax.fill_between(agg["clicks"], 100 * agg["lo"], 100 * agg["hi"], color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("clicks (annotated regions)")
-    ax.set_ylabel("mIoU on val (%)")
-    ax.set_title("Learning curves (mean over seeds, band = min..max)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+        for ax, x in zip(axes, ("clicks", "pixels"), strict=True):
+            (line,) = ax.plot(agg[x], 100 * agg["miou"], marker="o", label=name)
+            ax.fill_between(agg[x], 100 * agg["lo"], 100 * agg["hi"], color=line.get_color(), alpha=0.15)
+    axes[0].set_xlabel("clicks")
+    axes[1].set_xlabel("labeled pixels")
+    axes[0].set_ylabel("mIoU on val (%)")
+    fig.suptitle("Learning curves (mean over seeds, band = min..max)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend()
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(out).with_name(f".{Path(out).name}.tmp.png")
