@@ -353,11 +353,29 @@ def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
 def test_classes_cost_and_limits_in_the_stage(pool, tmp_path):
     # random probabilities: every region is predicted to hold most of the 8 classes, so costs are high
     sel = _acquire(pool, tmp_path / "sel.csv", budget=40, click_cost="classes", max_per_image=2, max_per_class=0.5)
-    assert 1 <= len(sel) and sel["clicks"].sum() <= 40 and (sel["clicks"] > 1).all()
+    chosen = sel[~sel["reserve"]]
+    assert 1 <= len(chosen) and chosen["clicks"].sum() <= 40 and (sel["clicks"] > 1).all()
+    # the reserve follows the selection, and the limits hold with every reserve region answered too
+    assert sel["rank"].tolist() == list(range(len(sel))) and not sel["reserve"].iloc[: len(chosen)].any()
     assert sel.groupby("image").size().max() <= 2
     assert sel.groupby("predicted")["clicks"].sum().max() <= 20
+    # unit costs are exact: no reserve
+    assert not _acquire(pool, tmp_path / "unit.csv", budget=5)["reserve"].any()
     with pytest.raises(ValueError, match="click cost 'x' unknown"):
         _acquire(pool, tmp_path / "bad.csv", click_cost="x")
+
+
+def test_reserve_follows_the_selection_within_limits():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    costs = np.array([1, 1, 2, 1, 1, 1])
+    images = np.array([0, 0, 1, 1, 2, 2])
+    assert acq.reserve_after(np.array([0]), scores, costs, 3).tolist() == [1, 3, 4]  # by score per click
+    assert acq.reserve_after(np.array([0]), scores, costs, 9, images=images, max_per_image=1).tolist() == [3, 4]
+    quota = np.array([2, 9])
+    classes = np.array([0, 0, 1, 0, 1, 1])
+    got = acq.reserve_after(np.array([0]), scores, costs, 9, classes=classes, class_quota=quota)
+    assert got.tolist() == [1, 4, 5, 2]  # class 0 has one click left after region 0: region 1 takes it
+    assert acq.reserve_after(np.arange(6), scores, costs, 3).size == 0
 
 
 def test_budget_above_the_pool_selects_every_candidate_and_warns(pool, tmp_path, caplog):

@@ -268,3 +268,33 @@ def test_nan_probabilities_stop_sieving_and_write_nothing(stage, tmp_path):
     with pytest.raises(ValueError, match=rf"bad_probs\.h5: image {ids[0]}: probabilities of 1 pixels are NaN"):
         _annotate(d, tmp_path, _selection(d, ids, 0, 2), sieve=True, probs=bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_probs.h5", "sel1.csv"]
+
+
+def test_reserve_spends_what_the_estimates_left(stage, tmp_path):
+    # one selected region estimated at 3 clicks; the rest of the image's regions in reserve. The annotator answers
+    # the selection, then the reserve in order while the true clicks fit, until the budget is spent.
+    d, ids = stage
+    from adaspx.datasets import read_label
+    from adaspx.h5io import Artifact
+
+    sel = _selection(d, ids, 1, 50)
+    with Artifact(d / "base.h5") as base:
+        true = class_clicks(base.get("labels", ids[1]), read_label(d / "data" / "labels" / f"{ids[1]}.png"),
+                            sel["region"].to_numpy())  # fmt: skip
+    assert len(sel) >= 3
+    sel["clicks"] = [3] + [1] * (len(sel) - 1)
+    sel["reserve"] = [False] + [True] * (len(sel) - 1)
+    budget = int(true[0]) + 2
+    expected, spent = [int(sel["region"].iloc[0])], int(true[0])
+    for rid, c in zip(sel["region"].iloc[1:], true[1:], strict=True):
+        if spent + c <= budget:
+            expected.append(int(rid))
+            spent += int(c)
+    out, stats = _annotate(d, tmp_path, sel, sieve=False, click_cost="classes", budget=budget)
+    answers = pd.read_csv(out["answers_csv"])
+    assert sorted(answers["region"]) == sorted(expected) and stats["clicks_round"] == spent
+    assert stats["reserve_answered_round"] == len(expected) - 1 > 0
+    assert stats["clicks_estimated_round"] == 3 and stats["skipped_over_budget_round"] == 0
+    # one click per region: the reserve is never answered
+    out, stats = _annotate(d, tmp_path, sel, round=2, sieve=False, budget=budget)
+    assert stats["regions_round"] == 1 and stats["reserve_answered_round"] == 0

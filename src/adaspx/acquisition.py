@@ -467,3 +467,55 @@ def select_under_budget(
             chosen = None
         chosen = greedy if chosen is None else cand[chosen]
     return chosen[np.argsort(-scores[chosen], kind="stable")]
+
+
+def reserve_after(
+    chosen: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    size: int,
+    *,
+    images: np.ndarray | None = None,
+    max_per_image: int | None = None,
+    classes: np.ndarray | None = None,
+    class_quota: np.ndarray | None = None,
+) -> np.ndarray:
+    """Up to ``size`` candidates to offer after ``chosen`` when the costs are only estimates, best first.
+
+    The annotator answers the selection until the true clicks spend the budget; where the estimates were too high,
+    it goes on with these. They follow the selection's order (score per click), skipping what would break the
+    per-image cap or a class quota counted over ``chosen`` and the reserve before them (quotas on the estimated
+    costs), so the limits hold however many of them are answered.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    costs = np.asarray(costs, dtype=np.int64)
+    left = np.ones(scores.size, dtype=bool)
+    left[np.asarray(chosen, dtype=np.int64)] = False
+    rest = np.flatnonzero(left)
+    if size <= 0 or rest.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    order = rest[np.argsort(-_density(scores, costs)[rest], kind="stable")]
+    if max_per_image is None and class_quota is None:
+        return order[:size]
+    per_image: dict[int, int] = {}
+    if max_per_image is not None:
+        for g, k in zip(*np.unique(np.asarray(images)[chosen], return_counts=True), strict=True):
+            per_image[int(g)] = int(k)
+    per_class = None
+    if class_quota is not None:
+        per_class = np.bincount(np.asarray(classes)[chosen], weights=costs[chosen], minlength=len(class_quota))
+    out: list[int] = []
+    for i in order.tolist():
+        if max_per_image is not None and per_image.get(int(images[i]), 0) >= max_per_image:
+            continue
+        if per_class is not None:
+            k = int(classes[i])
+            if per_class[k] + costs[i] > class_quota[k]:
+                continue
+            per_class[k] += costs[i]
+        if max_per_image is not None:
+            per_image[int(images[i])] = per_image.get(int(images[i]), 0) + 1
+        out.append(i)
+        if len(out) == size:
+            break
+    return np.asarray(out, dtype=np.int64)

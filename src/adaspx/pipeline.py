@@ -29,7 +29,7 @@ SCHEMA_REGIONS = "adaspx.regions/1"
 SCHEMA_ANSWERS = "adaspx.answers/1"
 SCHEMA_TARGETS = "adaspx.targets/1"
 
-SELECTION_COLUMNS = ["rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty"]
+SELECTION_COLUMNS = ["rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty", "reserve"]
 ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks"]
 SUMMARY_COLUMNS = [
     "experiment",
@@ -503,27 +503,31 @@ def acquire(
     if quota is not None and probs is None:
         log.info("no model predictions in this round: al.max_per_class does not apply")
         quota = None
-    chosen = acquisition.select_under_budget(
-        scores,
-        costs,
-        budget,
-        images=pd.factorize(cand["image"])[0],
-        max_per_image=max_per_image,
-        classes=pred if quota is not None else None,
-        class_quota=quota,
-    )
-    sel = cand.iloc[chosen].copy()
+    limits = {
+        "images": pd.factorize(cand["image"])[0],
+        "max_per_image": max_per_image,
+        "classes": pred if quota is not None else None,
+        "class_quota": quota,
+    }
+    chosen = acquisition.select_under_budget(scores, costs, budget, **limits)
+    # Estimated costs: a reserve of up to `budget` more regions lets the annotator spend the whole budget when the
+    # true clicks come out lower than the estimates (a region costs at least one click).
+    reserve = acquisition.reserve_after(chosen, scores, costs, budget, **limits) if click_cost == "classes" else []
+    rows = np.concatenate([chosen, reserve]).astype(np.int64)
+    sel = cand.iloc[rows].copy()
     sel.insert(0, "rank", np.arange(len(sel)))
-    sel["score"] = scores[chosen]
-    sel["clicks"] = costs[chosen]
+    sel["score"] = scores[rows]
+    sel["clicks"] = costs[rows]
+    sel["reserve"] = np.arange(len(rows)) >= len(chosen)
     write_csv(out, sel[SELECTION_COLUMNS])
     log.info(
-        "selected %d regions (%d estimated clicks, %s cost) of %d candidates by %s",
-        len(sel),
+        "selected %d regions (%d estimated clicks, %s cost) of %d candidates by %s, %d more in reserve",
+        len(chosen),
         int(costs[chosen].sum()),
         click_cost,
         len(cand),
         strategy,
+        len(reserve),
     )
 
 
@@ -596,11 +600,16 @@ def annotate(
     maps: dict[str, np.ndarray] = {}
     if budget is not None and budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
-    estimated = int(selection["clicks"].sum())
+    if "reserve" not in selection:
+        selection["reserve"] = False
+    selection["reserve"] = selection["reserve"].astype(bool)
+    estimated = int(selection.loc[~selection["reserve"], "clicks"].sum())
     regions = MultiArtifact(region_paths)
     try:
         if click_cost == "classes":
             selection = _charge_classes(selection, selection_path, regions, ds, budget)
+        else:  # exact costs: the selection fits the budget, the reserve (there is none) is not needed
+            selection = selection[~selection["reserve"]]
     except BaseException:
         regions.close()
         raise
@@ -676,6 +685,7 @@ def annotate(
         "clicks_estimated_round": estimated,
         "clicks_budget_round": budget,
         "skipped_over_budget_round": int(selection.attrs.get("skipped", 0)),
+        "reserve_answered_round": int(selection.attrs.get("reserve_used", 0)),
         "click_cost": click_cost,
         "clicks": int(answers["clicks"].sum()),
         "regions_round": len(this_round),
@@ -703,28 +713,54 @@ def annotate(
 
 
 def _charge_classes(selection: pd.DataFrame, selection_path, regions, ds, budget: int | None) -> pd.DataFrame:
-    """The selection with each region's true clicks (``charged``: its ground-truth classes), less the regions the
-    budget no longer covers when the rows are answered in order (rank order: best first)."""
-    charged = np.zeros(len(selection), dtype=np.int64)
-    for image_id, sel in selection.groupby("image", sort=False):
-        rmap, gt = regions.get("labels", image_id), ds.label(image_id)
-        try:
-            charged[sel.index.to_numpy()] = annotation.class_clicks(rmap, gt, sel["region"].to_numpy(np.int64))
-        except ValueError as err:
-            raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
-    keep = np.ones(len(selection), dtype=bool)
-    if budget is not None:
-        spent = 0
-        for i, c in enumerate(charged.tolist()):
-            if spent + c > budget:
-                keep[i] = False
-            else:
-                spent += c
-    out = selection.assign(charged=charged)[keep]
-    out.attrs["skipped"] = int((~keep).sum())
-    if out.attrs["skipped"]:
+    """The rows of the selection the annotator answers, with their true clicks (``charged``: the region's
+    ground-truth classes).
+
+    Rows are answered in order, the selection first and then the reserve, each skipped when its clicks no longer
+    fit the budget, until the budget is spent; without a budget, the selection only. ``attrs`` of the result:
+    ``skipped`` (selected rows left out) and ``reserve_used`` (reserve rows answered).
+    """
+    charged: dict[int, int] = {}
+
+    def charge(rows: pd.DataFrame) -> None:
+        for image_id, sel in rows.groupby("image", sort=False):
+            rmap, gt = regions.get("labels", image_id), ds.label(image_id)
+            try:
+                clicks = annotation.class_clicks(rmap, gt, sel["region"].to_numpy(np.int64))
+            except ValueError as err:
+                raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
+            charged.update(zip(sel.index.tolist(), clicks.tolist(), strict=True))
+
+    chosen = selection[~selection["reserve"]]
+    reserve = selection[selection["reserve"]] if budget is not None else selection.iloc[:0]
+    charge(chosen)
+    keep, spent, skipped = [], 0, 0
+    for i in chosen.index.tolist():
+        if budget is None or spent + charged[i] <= budget:
+            keep.append(i)
+            spent += charged[i]
+        else:
+            skipped += 1
+    used = 0
+    for i in reserve.index.tolist():
+        if spent >= budget:
+            break
+        if i not in charged:  # charge the reserve of one image at a time, as far as it is needed
+            charge(reserve[(reserve["image"] == reserve.at[i, "image"]) & ~reserve.index.isin(list(charged))])
+        if spent + charged[i] <= budget:
+            keep.append(i)
+            spent += charged[i]
+            used += 1
+    out = selection.loc[keep].assign(charged=[charged[i] for i in keep])
+    out.attrs.update(skipped=skipped, reserve_used=used)
+    if skipped or used:
         log.info(
-            "%d selected regions left unanswered: their true clicks exceed the budget of %d", (~keep).sum(), budget
+            "%d selected regions left unanswered (their true clicks exceed the budget of %s), %d reserve regions "
+            "answered: %d clicks spent",
+            skipped,
+            budget,
+            used,
+            spent,
         )
     return out
 
