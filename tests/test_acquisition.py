@@ -376,6 +376,12 @@ def test_reserve_follows_the_selection_within_limits():
     got = acq.reserve_after(np.array([0]), scores, costs, 9, classes=classes, class_quota=quota)
     assert got.tolist() == [1, 4, 5, 2]  # class 0 has one click left after region 0: region 1 takes it
     assert acq.reserve_after(np.arange(6), scores, costs, 3).size == 0
+    # the limits bound the reserve: with a cap of 2, image 0 is full and images 1 and 2 take two more each; with a
+    # cap of 1, only image 2 has room
+    capped = dict(images=images, max_per_image=2)
+    assert acq.reserve_after(np.array([0, 1]), scores, costs, 9, **capped).tolist() == [3, 4, 5, 2]
+    capped = dict(images=images, max_per_image=1)
+    assert acq.reserve_after(np.array([0, 2]), scores, costs, 9, **capped).tolist() == [4]
 
 
 def test_budget_above_the_pool_selects_every_candidate_and_warns(pool, tmp_path, caplog):

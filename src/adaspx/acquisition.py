@@ -489,21 +489,53 @@ def reserve_after(
     """
     scores = np.asarray(scores, dtype=np.float64)
     costs = np.asarray(costs, dtype=np.int64)
-    left = np.ones(scores.size, dtype=bool)
-    left[np.asarray(chosen, dtype=np.int64)] = False
-    rest = np.flatnonzero(left)
-    if size <= 0 or rest.size == 0:
+    chosen = np.asarray(chosen, dtype=np.int64)
+    n = scores.size
+    if size <= 0 or chosen.size >= n:
         return np.zeros(0, dtype=np.int64)
-    order = rest[np.argsort(-_density(scores, costs)[rest], kind="stable")]
-    if max_per_image is None and class_quota is None:
-        return order[:size]
+    key = np.array(_density(scores, costs), dtype=np.float64)  # a copy: chosen ones are masked out below
+    key[chosen] = -np.inf
     per_image: dict[int, int] = {}
     if max_per_image is not None:
         for g, k in zip(*np.unique(np.asarray(images)[chosen], return_counts=True), strict=True):
             per_image[int(g)] = int(k)
-    per_class = None
+    base_class = None
     if class_quota is not None:
-        per_class = np.bincount(np.asarray(classes)[chosen], weights=costs[chosen], minlength=len(class_quota))
+        base_class = np.bincount(np.asarray(classes)[chosen], weights=costs[chosen], minlength=len(class_quota))
+    size = min(size, _reserve_capacity(n, chosen, images, max_per_image, class_quota, base_class))
+    if size <= 0:
+        return np.zeros(0, dtype=np.int64)
+    # the best candidates only, widening while the limits leave too few of them (as _greedy_prefix)
+    t = min(n, chosen.size + 2 * size)
+    while True:
+        order = _rank_order(key, t)
+        order = order[np.isfinite(key[order])]
+        out = _reserve_walk(order, costs, size, images, max_per_image, dict(per_image), classes, class_quota,
+                            None if base_class is None else base_class.copy())  # fmt: skip
+        if out.size == size or t == n:
+            return out
+        t = min(n, 4 * t)
+
+
+def _reserve_capacity(n, chosen, images, max_per_image, class_quota, used_per_class) -> int:
+    """How many more regions the limits allow at most: the room left under the per-image cap (at most the
+    regions an image has left), and the clicks left under the class quotas (a region costs at least one)."""
+    capacity = n - chosen.size
+    if max_per_image is not None:
+        codes = np.asarray(images)
+        if not (np.issubdtype(codes.dtype, np.integer) and codes.size and 0 <= codes.min() and codes.max() <= n):
+            _, codes = np.unique(codes, return_inverse=True)  # image codes (0..n) are counted directly
+        total = np.bincount(codes)
+        used = np.bincount(codes[chosen], minlength=total.size)
+        capacity = min(capacity, int(np.minimum(np.maximum(max_per_image - used, 0), total - used).sum()))
+    if class_quota is not None:
+        capacity = min(capacity, int(np.maximum(class_quota - used_per_class, 0).sum()))
+    return capacity
+
+
+def _reserve_walk(order, costs, size, images, max_per_image, per_image, classes, class_quota, per_class):
+    if max_per_image is None and class_quota is None:
+        return order[:size]
     out: list[int] = []
     for i in order.tolist():
         if max_per_image is not None and per_image.get(int(images[i]), 0) >= max_per_image:
