@@ -173,3 +173,30 @@ def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+def test_classes_cost_spends_every_budget_exactly_on_official_oracle_regions(tmp_path):
+    # MulActSeg's cost model through the rules: selection with a reserve, the annotator charging ground-truth
+    # classes; and the reference's polygon-fill oracle regions
+    config = copy.deepcopy(TINY_CONFIG)
+    config["superpixels"]["oracle"] = "official"
+    config["al"].update(click_cost="classes")
+    config["experiments"] = [
+        {"name": "cb_base", "regions": "base", "acquisition": "class_balanced"},
+        {"name": "cb_oracle", "regions": "oracle", "acquisition": "class_balanced"},
+    ]
+    run_snakemake(tmp_path, config)
+    summary = pd.read_csv(tmp_path / R / "summary.csv")
+    for _, g in summary.groupby("experiment"):
+        assert g.sort_values("round")["clicks"].tolist() == [12, 22, 32]
+    for exp in ("cb_base", "cb_oracle"):
+        for r in (1, 2):
+            d = tmp_path / R / f"{exp}/seed0/round{r}"
+            sel = pd.read_csv(d / "selection.csv")
+            stats = json.loads((d / "annotation_stats.json").read_text())
+            assert stats["clicks_round"] == stats["clicks_budget_round"] == 10
+            assert sel["reserve"].any() and not sel["reserve"].iloc[: (~sel["reserve"]).sum()].any()
+            answers = pd.read_csv(d / "answers.csv")
+            assert answers.loc[answers["round"] == r, "clicks"].sum() == 10
+    with h5py.File(tmp_path / R / "superpixels/oracle_shard0.h5") as f:
+        assert json.loads(f.attrs["config"]) == {"oracle": "official"}
