@@ -165,17 +165,22 @@ def _selection(d, ids, image_index, count):
                          "size": 1, "clicks": 1, "predicted": 0, "uncertainty": 0.0})  # fmt: skip
 
 
+def _true_clicks(d, image_id, selection):
+    """What the ``classes`` cost model charges for the selected regions of one image (base superpixels)."""
+    from adaspx.datasets import read_label
+    from adaspx.h5io import Artifact
+
+    with Artifact(d / "base.h5") as base:
+        gt = read_label(d / "data" / "labels" / f"{image_id}.png")
+        return class_clicks(base.get("labels", image_id), gt, selection["region"].to_numpy())
+
+
 def test_classes_cost_charges_ground_truth_classes(stage, tmp_path):
     d, ids = stage
     sel = _selection(d, ids, 0, 3)
     out, stats = _annotate(d, tmp_path, sel, sieve=False, click_cost="classes")
     answers = pd.read_csv(out["answers_csv"])
-    from adaspx.datasets import read_label
-    from adaspx.h5io import Artifact
-
-    gt = read_label(d / "data" / "labels" / f"{ids[0]}.png")
-    with Artifact(d / "base.h5") as base:
-        expected = class_clicks(base.get("labels", ids[0]), gt, sel["region"].to_numpy())
+    expected = _true_clicks(d, ids[0], sel)
     assert answers["clicks"].tolist() == expected.tolist()
     assert stats["clicks"] == int(expected.sum()) and stats["clicks_estimated_round"] == 3
     assert stats["click_cost"] == "classes" and stats["labeled_pixels"] > 0
@@ -186,12 +191,7 @@ def test_classes_cost_never_spends_more_than_the_budget(stage, tmp_path):
     # skips the regions whose true clicks no longer fit
     d, ids = stage
     sel = _selection(d, ids, 0, 6)
-    from adaspx.datasets import read_label
-    from adaspx.h5io import Artifact
-
-    with Artifact(d / "base.h5") as base:
-        true = class_clicks(base.get("labels", ids[0]), read_label(d / "data" / "labels" / f"{ids[0]}.png"),
-                            sel["region"].to_numpy())  # fmt: skip
+    true = _true_clicks(d, ids[0], sel)
     assert true.max() > 1 and true.sum() > 6  # some regions hold two or more classes
     out, stats = _annotate(d, tmp_path, sel, sieve=False, click_cost="classes", budget=6)
     answers = pd.read_csv(out["answers_csv"])
@@ -274,13 +274,8 @@ def test_reserve_spends_what_the_estimates_left(stage, tmp_path):
     # one selected region estimated at 3 clicks; the rest of the image's regions in reserve. The annotator answers
     # the selection, then the reserve in order while the true clicks fit, until the budget is spent.
     d, ids = stage
-    from adaspx.datasets import read_label
-    from adaspx.h5io import Artifact
-
     sel = _selection(d, ids, 1, 50)
-    with Artifact(d / "base.h5") as base:
-        true = class_clicks(base.get("labels", ids[1]), read_label(d / "data" / "labels" / f"{ids[1]}.png"),
-                            sel["region"].to_numpy())  # fmt: skip
+    true = _true_clicks(d, ids[1], sel)
     assert len(sel) >= 3
     sel["clicks"] = [3] + [1] * (len(sel) - 1)
     sel["reserve"] = [False] + [True] * (len(sel) - 1)

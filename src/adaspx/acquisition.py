@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import warnings
 
 import numpy as np
@@ -188,10 +189,12 @@ def _greedy_prefix(scores, costs, budget, images, max_per_image, classes, quotas
         t = min(scores.size, 4 * t)
 
 
-def _greedy_order(order, costs, budget, images, max_per_image, classes, quotas) -> np.ndarray:
-    """Positions in ``order`` that greedy takes: in order, while budget, per-image cap and class quota allow."""
+def _greedy_order(order, costs, budget, images, max_per_image, classes, quotas, count=None) -> np.ndarray:
+    """Positions in ``order`` that greedy takes: in order, while budget, per-image cap and class quota allow, and
+    at most ``count`` of them. A feasible head of ``order`` is taken whole, so the rest extends it."""
+    count = order.size if count is None else count
     if max_per_image is None and quotas is None and np.all(costs[order] == 1):
-        return np.arange(min(budget, order.size))
+        return np.arange(min(budget, order.size, count))
     oc = costs[order].tolist()
     oi = images[order].tolist() if max_per_image is not None else None
     ok = classes[order].tolist() if quotas is not None else None
@@ -213,7 +216,7 @@ def _greedy_order(order, costs, budget, images, max_per_image, classes, quotas) 
             per_image[oi[pos]] = per_image.get(oi[pos], 0) + 1
         chosen.append(pos)
         spent += c
-        if spent == budget:
+        if spent == budget or len(chosen) == count:
             break
     return np.asarray(chosen, dtype=np.int64)
 
@@ -328,31 +331,11 @@ def _ilp_inner(pulp, scores, costs, budget, images, max_per_image, classes, quot
 
 
 def _fill(fixed, scores, costs, budget, images, max_per_image, classes, quotas) -> np.ndarray:
-    """``fixed`` plus what greedy adds under the remaining budget, caps and quotas."""
+    """``fixed`` (feasible) plus what greedy, by score per click, adds under the remaining budget, caps and quotas."""
     rest = np.setdiff1d(np.arange(scores.size), fixed)
     rest = rest[np.argsort(-_density(scores, costs)[rest], kind="stable")]
-    used_img: dict = {}
-    if max_per_image is not None:
-        for g, k in zip(*np.unique(images[fixed], return_counts=True), strict=True):
-            used_img[g] = int(k)
-    spent = int(costs[fixed].sum())
-    per_class = np.bincount(classes[fixed], weights=costs[fixed], minlength=quotas.size) if quotas is not None else 0
-    chosen = list(fixed)
-    for i in rest.tolist():
-        c = int(costs[i])
-        if spent + c > budget:
-            continue
-        if max_per_image is not None and used_img.get(images[i], 0) >= max_per_image:
-            continue
-        if quotas is not None:
-            if per_class[classes[i]] + c > quotas[classes[i]]:
-                continue
-            per_class[classes[i]] += c
-        if max_per_image is not None:
-            used_img[images[i]] = used_img.get(images[i], 0) + 1
-        chosen.append(i)
-        spent += c
-    return np.asarray(chosen, dtype=np.int64)
+    seq = np.concatenate([np.asarray(fixed, dtype=np.int64), rest])
+    return seq[_greedy_order(seq, costs, budget, images, max_per_image, classes, quotas)]
 
 
 def _members(groups: np.ndarray) -> dict[int, list[int]]:
@@ -495,23 +478,27 @@ def reserve_after(
         return np.zeros(0, dtype=np.int64)
     key = np.array(_density(scores, costs), dtype=np.float64)  # a copy: chosen ones are masked out below
     key[chosen] = -np.inf
-    per_image: dict[int, int] = {}
-    if max_per_image is not None:
-        for g, k in zip(*np.unique(np.asarray(images)[chosen], return_counts=True), strict=True):
-            per_image[int(g)] = int(k)
-    base_class = None
+    used_class = None
     if class_quota is not None:
-        base_class = np.bincount(np.asarray(classes)[chosen], weights=costs[chosen], minlength=len(class_quota))
-    size = min(size, _reserve_capacity(n, chosen, images, max_per_image, class_quota, base_class))
+        used_class = np.bincount(np.asarray(classes)[chosen], weights=costs[chosen], minlength=len(class_quota))
+    size = min(size, _reserve_capacity(n, chosen, images, max_per_image, class_quota, used_class))
     if size <= 0:
         return np.zeros(0, dtype=np.int64)
+    limited = max_per_image is not None or class_quota is not None
+    images = None if images is None else np.asarray(images)
+    classes = None if classes is None else np.asarray(classes)
     # the best candidates only, widening while the limits leave too few of them (as _greedy_prefix)
     t = min(n, chosen.size + 2 * size)
     while True:
         order = _rank_order(key, t)
         order = order[np.isfinite(key[order])]
-        out = _reserve_walk(order, costs, size, images, max_per_image, dict(per_image), classes, class_quota,
-                            None if base_class is None else base_class.copy())  # fmt: skip
+        if not limited:
+            return order[:size]
+        # greedy without a budget over the selection followed by these: the selection is taken whole (it is
+        # feasible), what follows within the limits is the reserve
+        seq = np.concatenate([chosen, order])
+        pos = _greedy_order(seq, costs, sys.maxsize, images, max_per_image, classes, class_quota, chosen.size + size)
+        out = seq[pos[pos >= chosen.size]]
         if out.size == size or t == n:
             return out
         t = min(n, 4 * t)
@@ -531,23 +518,3 @@ def _reserve_capacity(n, chosen, images, max_per_image, class_quota, used_per_cl
     if class_quota is not None:
         capacity = min(capacity, int(np.maximum(class_quota - used_per_class, 0).sum()))
     return capacity
-
-
-def _reserve_walk(order, costs, size, images, max_per_image, per_image, classes, class_quota, per_class):
-    if max_per_image is None and class_quota is None:
-        return order[:size]
-    out: list[int] = []
-    for i in order.tolist():
-        if max_per_image is not None and per_image.get(int(images[i]), 0) >= max_per_image:
-            continue
-        if per_class is not None:
-            k = int(classes[i])
-            if per_class[k] + costs[i] > class_quota[k]:
-                continue
-            per_class[k] += costs[i]
-        if max_per_image is not None:
-            per_image[int(images[i])] = per_image.get(int(images[i]), 0) + 1
-        out.append(i)
-        if len(out) == size:
-            break
-    return np.asarray(out, dtype=np.int64)
