@@ -3,6 +3,17 @@
 #   snakemake --cores all                       # built-in synthetic dataset (config/config.yaml)
 #   snakemake --cores all --configfile config/my.yaml
 #   snakemake --profile profiles/slurm          # the same workflow on a SLURM cluster
+#
+# Results layout (every path below is under results/<dataset.name>/; logs mirror it under logs/<dataset.name>/):
+#   manifest.json                                    every pool and val image, checked once (prepare_dataset)
+#   superpixels/{base,oracle}_shard<k>.h5            base superpixels and oracle regions per pool shard
+#   warmup/seed<s>/round0/                           round 0, shared by every experiment of seed s:
+#       selection.csv answers.csv answers.h5 targets.h5 annotation_stats.json model.pt metrics.json
+#       probs_shard<k>.h5 (temp unless infer.keep)   regions_shard<k>.h5 (adaptive regions for round 1)
+#   <experiment>/seed<s>/round<r>/                   rounds r >= 1: the same files, round r's
+#   <...>/round<r>/benchmarks/<rule>.tsv             runtime and peak memory of every job
+#   benchmarks/<rule>.tsv                            the same for the dataset-level jobs
+#   summary.csv summary_per_class.csv learning_curves.png
 
 
 from snakemake.utils import min_version, validate

@@ -393,3 +393,100 @@ def test_budget_above_the_pool_selects_every_candidate_and_warns(pool, tmp_path,
         sel = _acquire(pool, tmp_path / "sel.csv", budget=regions + 50)
     assert len(sel) == regions and sel[["image", "region"]].drop_duplicates().shape[0] == regions
     assert f"budget of {regions + 50} clicks exceeds" in caplog.text
+
+
+# ------------------------------------------------------------- statistics computed once, read by acquire
+
+
+def _without_stats(src, dst):
+    """A copy of a regions artifact without its statistics tables (as base superpixels are)."""
+    import h5py
+
+    with h5py.File(src) as f, h5py.File(dst, "w") as g:
+        for key, value in f.attrs.items():
+            g.attrs[key] = value
+        f.copy(f["labels"], g, "labels")
+
+
+@pytest.mark.parametrize("strategy", acq.STRATEGIES)
+def test_statistics_stored_by_merge_select_as_computed_ones(pool, tmp_path, strategy):
+    # acquire reads the adaptive regions' statistics from merge_superpixels instead of the probabilities; the
+    # selection must be byte-identical to computing them from the probabilities
+    from adaspx import pipeline
+
+    regions = tmp_path / "regions.h5"
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, entropy=strategy == "entropy")
+    _without_stats(regions, tmp_path / "plain.h5")
+    args = dict(strategy=strategy, budget=6, seed=0, round=1, click_cost="classes", size_exponent=0.5)
+    stored, computed = tmp_path / "stored.csv", tmp_path / "computed.csv"
+    # random selection uses a model's statistics (class cost estimates) only when given probabilities
+    probs = [str(pool / "probs.h5")] if strategy == "random" else []
+    pipeline.acquire(pool / "manifest.json", [str(regions)], probs, None, stored, **args)
+    pipeline.acquire(pool / "manifest.json", [str(tmp_path / "plain.h5")], [str(pool / "probs.h5")], None,
+                     computed, **args)  # fmt: skip
+    assert stored.read_bytes() == computed.read_bytes()
+    if strategy != "random":  # without statistics or probabilities, a model-based score cannot be computed
+        with pytest.raises(ValueError, match=r"plain\.h5: image \S+: no region statistics"):
+            pipeline.acquire(pool / "manifest.json", [str(tmp_path / "plain.h5")], [], None, tmp_path / "x.csv",
+                             **args)  # fmt: skip
+        assert not (tmp_path / "x.csv").exists()
+
+
+def test_merge_statistics_equal_region_stats_of_the_merged_map(pool, tmp_path):
+    from adaspx import pipeline
+    from adaspx.h5io import Artifact
+    from adaspx.merge import region_stats
+
+    regions = tmp_path / "regions.h5"
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, entropy=True)
+    with Artifact(regions) as r, Artifact(pool / "probs.h5") as p:
+        stats, per_image = r.table("stats"), r.table("image_stats")
+        for j, name in enumerate(per_image["image"].astype(str)):
+            rows = slice(per_image["start"][j], per_image["start"][j] + per_image["count"][j])
+            assert (stats["image"][rows] == j).all()
+            merged = r.get("labels", name)
+            probs = p.get("probs", name).astype(np.float32)
+            probs /= probs.sum(axis=0)
+            direct = region_stats(merged, probs, channel_axis=0)
+            np.testing.assert_array_equal(stats["region"][rows], direct.ids)
+            np.testing.assert_array_equal(stats["size"][rows], direct.counts)
+            np.testing.assert_allclose(stats["uncertainty"][rows], direct.uncertainty, rtol=1e-12)
+            np.testing.assert_array_equal(stats["predicted"][rows], direct.predicted)
+            # brute force: distinct argmax classes, argmax pixel counts, mean entropy per region
+            am = probs.argmax(axis=0)
+            p64 = probs.astype(np.float64)
+            ent = -(p64 * np.log(np.where(p64 > 0, p64, 1.0))).sum(axis=0)  # 0 log 0 = 0
+            for k, rid in enumerate(direct.ids):
+                inside = merged == rid
+                assert stats["classes"][rows][k] == len(np.unique(am[inside]))
+                assert stats["entropy"][rows][k] == pytest.approx(ent[inside].mean(), rel=1e-5)
+            assert per_image["class_pixels"][j].tolist() == np.bincount(am.ravel(), minlength=probs.shape[0]).tolist()
+            half = np.bincount(am[::2, ::2].ravel(), minlength=probs.shape[0])
+            assert per_image["class_pixels_half"][j].tolist() == half.tolist()
+
+
+def test_region_statistics_do_not_depend_on_the_thread_count(tmp_path):
+    # the acquire stage's statistics (region_stats) are bit-identical whatever OMP_NUM_THREADS says
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(5)
+    labels = (np.arange(300)[:, None] // 7 * 50 + np.arange(400)[None, :] // 9).astype(np.int32)
+    probs = rng.random((19, 300, 400)).astype(np.float32) ** 3
+    probs /= probs.sum(axis=0)
+    np.save(tmp_path / "labels.npy", labels)
+    np.save(tmp_path / "probs.npy", probs)
+    code = (
+        "import sys, numpy as np; from adaspx.merge import region_stats; d = sys.argv[1]; "
+        "s = region_stats(np.load(d + '/labels.npy'), np.load(d + '/probs.npy'), channel_axis=0); "
+        "sys.stdout.write((s.mean_probs.tobytes() + s.uncertainty.tobytes()).hex()[:0] + "
+        "__import__('hashlib').sha256(s.mean_probs.tobytes() + s.uncertainty.tobytes()).hexdigest())"
+    )
+    digests = set()
+    for threads in ("1", "2", "5"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        digests.add(out.stdout)
+    assert len(digests) == 1

@@ -14,6 +14,7 @@ def test_selections_do_not_depend_on_shard_count(tmp_path):
     config = copy.deepcopy(TINY_CONFIG)
     config["al"]["seeds"] = [0]
     config["experiments"] = [e for e in TINY_CONFIG["experiments"] if e["name"] == "cb_adaptive_sieve"]
+    config["infer"]["keep"] = False
     targets = [f"{R}/cb_adaptive_sieve/seed0/round2/answers.csv"]
     runs = {}
     for shards in (1, 3):
@@ -27,3 +28,7 @@ def test_selections_do_not_depend_on_shard_count(tmp_path):
         for name in ("selection.csv", "answers.csv"):
             rel = f"{R}/{d}/{name}"
             assert (runs[1] / rel).read_bytes() == (runs[3] / rel).read_bytes(), rel
+    # probabilities are intermediate: deleted once merge, acquire and the sieving annotate have read them
+    for run in runs.values():
+        assert list((run / R).rglob("probs_shard*.h5")) == []
+        assert len(list((run / R).rglob("regions_shard*.h5"))) > 0

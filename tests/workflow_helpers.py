@@ -21,7 +21,7 @@ TINY_CONFIG = {
     "pool": {"shards": 2},
     "model": {"name": "small"},
     "train": {"iterations": 20, "batch_size": 4},
-    "infer": {"batch_size": 4},
+    "infer": {"batch_size": 4, "keep": True},
     "al": {"seeds": [0], "rounds": 2, "warmup_clicks": 12, "clicks_per_round": 10},
     "merge": {"eps": 0.1},
     "sieve": {"min_pixels": 20},

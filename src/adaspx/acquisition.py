@@ -107,6 +107,59 @@ def size_weights(sizes: np.ndarray, exponent: float) -> np.ndarray:
     return (sizes / sizes.mean()) ** exponent
 
 
+# ------------------------------------------------------------------------------------ region statistics
+
+
+def dense_index(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Row of each pixel's region in ``ids`` (sorted region ids that include every id of ``labels``), as int64.
+
+    A look-up table over the id range when it is small (the usual superpixel ids), a binary search otherwise.
+    """
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size == 0:
+        return np.zeros(labels.shape, dtype=np.int64)
+    lo, hi = int(ids[0]), int(ids[-1])
+    if hi - lo < 4 * labels.size + 1024:
+        lut = np.zeros(hi - lo + 1, dtype=np.int64)
+        lut[ids - lo] = np.arange(ids.size)
+        return lut[labels.astype(np.int64, copy=False) - lo]
+    return np.searchsorted(ids, labels)
+
+
+def region_features(
+    labels: np.ndarray, probs: np.ndarray, stats, stride: int, *, entropy: bool = False
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """What acquisition needs to know of one image's regions, from their :class:`adaspx.merge.RegionStats`.
+
+    ``labels``: the (H, W) region map the statistics describe; ``probs``: float32 (C, h, w) probabilities stored
+    at ``stride`` (label pixel (y, x) reads (y // stride, x // stride)). Returns the per-region columns ``region``,
+    ``size``, ``uncertainty``, ``predicted``, ``classes`` (distinct per-pixel argmax classes in the region, the
+    ``classes`` click estimate) and, with ``entropy``, ``entropy`` (mean per-pixel entropy); and the per-image
+    ``class_pixels`` (argmax pixel counts per class) and ``class_pixels_half`` (the same on every second row and
+    column, the reference code's half-resolution counts).
+    """
+    hist = stats.class_hist
+    columns = {
+        "region": stats.ids,
+        "size": stats.counts,
+        "uncertainty": stats.uncertainty,
+        "predicted": stats.predicted,
+        "classes": (hist > 0).sum(axis=1).astype(np.int64),
+    }
+    c = probs.shape[0]
+    am = probs.argmax(axis=0)
+    rows = np.arange(0, labels.shape[0], 2) // stride
+    cols = np.arange(0, labels.shape[1], 2) // stride
+    half = np.bincount(am[rows[:, None], cols[None, :]].ravel(), minlength=c)[:c]
+    if entropy:
+        ent = pixel_entropy(probs, axis=0)
+        if stride > 1:
+            ent = ent[(np.arange(labels.shape[0]) // stride)[:, None], (np.arange(labels.shape[1]) // stride)[None, :]]
+        dense = dense_index(labels, stats.ids).ravel()
+        columns["entropy"] = np.bincount(dense, weights=ent.ravel(), minlength=len(stats.ids)) / stats.counts
+    return columns, {"class_pixels": hist.sum(axis=0).astype(np.int64), "class_pixels_half": half.astype(np.int64)}
+
+
 # ------------------------------------------------------------------------------------------------- costs
 
 

@@ -21,20 +21,49 @@ SIEVE_METHODS = ("knee", "knee_disagree")
 """``knee``: the reference. ``knee_disagree``: the knee plus pixels the model confidently gives another class."""
 
 
+def _region_rows(regions: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
+    """(H, W) int64: the position of each pixel's region in ``region_ids``, -1 for regions not listed."""
+    lo = min(int(regions.min()), int(region_ids.min())) if region_ids.size else 0
+    hi = max(int(regions.max()), int(region_ids.max())) if region_ids.size else 0
+    if hi - lo >= 4 * regions.size + 1024:  # sparse ids: a binary search instead of a look-up table
+        order = np.argsort(region_ids, kind="stable")
+        pos = np.searchsorted(region_ids[order], regions)
+        pos_c = np.minimum(pos, region_ids.size - 1)
+        found = region_ids[order][pos_c] == regions
+        return np.where(found, order[pos_c], -1)
+    lut = np.full(hi - lo + 1, -1, dtype=np.int64)
+    lut[region_ids - lo] = np.arange(region_ids.size)
+    return lut[regions.astype(np.int64, copy=False) - lo]
+
+
 def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
     """(len(region_ids), 256) ground-truth value counts of each queried region; unknown ids raise ValueError."""
     region_ids = np.asarray(region_ids, dtype=np.int64)
     if regions.shape != gt.shape:
         raise ValueError(f"region map {regions.shape} and ground truth {gt.shape} differ in shape")
-    flat_r = regions.ravel().astype(np.int64)
-    uniq, inv = np.unique(flat_r, return_inverse=True)
-    pos = np.searchsorted(uniq, region_ids)
-    pos_c = np.minimum(pos, len(uniq) - 1)
-    missing = uniq[pos_c] != region_ids
+    if region_ids.size == 0:
+        return np.zeros((0, 256), dtype=np.int64)
+    uniq, first = np.unique(region_ids, return_index=True)
+    rows = _region_rows(regions, uniq)
+    inside = rows >= 0
+    hist = np.bincount(rows[inside] * 256 + gt[inside], minlength=uniq.size * 256).reshape(uniq.size, 256)
+    missing = hist.sum(axis=1) == 0
     if missing.any():
-        raise ValueError(f"regions {region_ids[missing][:5].tolist()} do not exist in the region map")
-    hist = np.bincount(inv * 256 + gt.ravel().astype(np.int64), minlength=len(uniq) * 256).reshape(len(uniq), 256)
-    return hist[pos_c]
+        raise ValueError(f"regions {uniq[missing][:5].tolist()} do not exist in the region map")
+    return hist[np.searchsorted(uniq, region_ids)]
+
+
+def paint_answers(answer_map: np.ndarray, regions: np.ndarray, region_ids: np.ndarray, rows: np.ndarray) -> None:
+    """Point every pixel of each answered region at its answer row, in place (a later row wins over an earlier
+    one, and over the map's previous answers)."""
+    region_ids = np.asarray(region_ids, dtype=np.int64)
+    if region_ids.size == 0:
+        return
+    # the last listing of a region wins, as painting the regions one after the other would
+    uniq, last = np.unique(region_ids[::-1], return_index=True)
+    where = _region_rows(regions, uniq)
+    inside = where >= 0
+    answer_map[inside] = np.asarray(rows, dtype=answer_map.dtype)[::-1][last][where[inside]]
 
 
 def dominant_labels(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,39 +114,48 @@ def sieve_mask(
     method: str = "knee",
     disagree_threshold: float = 0.5,
     rows: np.ndarray | None = None,
+    stride: int = 1,
 ) -> np.ndarray:
     """Boolean mask of pixels to drop from the targets of one image.
 
     ``answer_map``: (H, W) int answer row per pixel (-1 none); ``labels``: answered label per answer row;
-    ``probs``: (C, H, W) probabilities of the previous round's model at label resolution. Only answers with a
-    real label and covering at least ``min_pixels`` pixels are sieved (and, given ``rows``, only those rows).
+    ``probs``: (C, h, w) probabilities of the previous round's model stored at ``stride`` (label pixel (y, x) reads
+    (y // stride, x // stride)). Only answers with a real label and covering at least ``min_pixels`` pixels are
+    sieved (and, given ``rows``, only those rows).
 
     ``method="knee"``: pixels whose confidence in the answered label lies below the region's knee
     (:func:`knee_threshold`). ``method="knee_disagree"``: those, plus pixels whose argmax is another class with
     probability at least ``disagree_threshold``; this still sieves the confidently wrong pixels of regions where
     they are so many that the knee lands on the lowest point and sieves nothing.
     """
+    from adaspx.artifacts import lookup
+
     if method not in SIEVE_METHODS:
         raise ValueError(f"sieve method {method!r} unknown; expected one of {', '.join(SIEVE_METHODS)}")
     drop = np.zeros(answer_map.shape, dtype=bool)
-    rows_here, counts = np.unique(answer_map[answer_map >= 0], return_counts=True)
-    if rows is not None:
-        sel = np.isin(rows_here, rows)
-        rows_here, counts = rows_here[sel], counts[sel]
+    flat = answer_map.ravel()
+    answered = np.flatnonzero(flat >= 0)
+    by_row = answered[np.argsort(flat[answered], kind="stable")]  # answered pixels, grouped by row, raster order
+    rows_here, starts, counts = np.unique(flat[by_row], return_index=True, return_counts=True)
+    width = answer_map.shape[1]
     if method == "knee_disagree" and rows_here.size:
         top = probs.argmax(axis=0)
         top_p = np.take_along_axis(probs, top[None], axis=0)[0]
-    for row, count in zip(rows_here.tolist(), counts.tolist(), strict=True):
+    drop_flat = drop.ravel()
+    allowed = None if rows is None else set(np.asarray(rows).tolist())
+    for row, start, count in zip(rows_here.tolist(), starts.tolist(), counts.tolist(), strict=True):
         lab = int(labels[row])
-        if lab == IGNORE_INDEX or count < min_pixels:
+        if lab == IGNORE_INDEX or count < min_pixels or (allowed is not None and row not in allowed):
             continue
-        where = answer_map == row
-        conf = probs[lab][where]
+        pixels = by_row[start : start + count]
+        conf = lookup(probs[lab], pixels, width, stride)
         thr = knee_threshold(conf)
         region_drop = conf < thr if thr is not None else np.zeros(conf.shape, dtype=bool)
         if method == "knee_disagree":
-            region_drop |= (top[where] != lab) & (top_p[where] >= disagree_threshold)
-        drop[where] = region_drop
+            region_drop |= (lookup(top, pixels, width, stride) != lab) & (
+                lookup(top_p, pixels, width, stride) >= disagree_threshold
+            )
+        drop_flat[pixels] = region_drop
     return drop
 
 

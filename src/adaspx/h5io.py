@@ -24,6 +24,8 @@ from adaspx import __version__
 # gzip level 1: on label maps and float16 probabilities it gives most of level 4's ratio at a fraction of the
 # write time (see benchmarks/README.md); readable by every HDF5 tool, unlike lzf.
 COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+TABLE_CHUNK_BYTES = 1 << 18
+"""Appendable tables are chunked by about this many bytes per column."""
 
 
 class ArtifactError(ValueError):
@@ -78,6 +80,37 @@ class ArtifactWriter:
         for col, values in columns.items():
             values = np.ascontiguousarray(values)
             group.create_dataset(col, data=values, **(COMPRESSION if values.size > 0 else {}))
+
+    def append_rows(self, name: str, columns: Mapping[str, np.ndarray]) -> None:
+        """Append rows to a table of resizable column datasets (``/<name>/<column>``), creating it on first use:
+        a table written image by image is never held whole in memory. Columns may be 2-D (one row per entry)."""
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"table {name!r}: columns of different lengths {sorted(lengths)}")
+        group = self._file.require_group(name)
+        for col, values in columns.items():
+            values = np.ascontiguousarray(values)
+            if col not in group:
+                rows = max(1, TABLE_CHUNK_BYTES // max(1, values[:1].nbytes or values.dtype.itemsize))
+                group.create_dataset(
+                    col,
+                    shape=(0, *values.shape[1:]),
+                    maxshape=(None, *values.shape[1:]),
+                    dtype=values.dtype,
+                    chunks=(rows, *values.shape[1:]),
+                    **COMPRESSION,
+                )
+            ds = group[col]
+            if ds.shape[1:] != values.shape[1:] or ds.dtype.kind != values.dtype.kind:
+                raise ValueError(f"table {name!r}: column {col!r} gets {values.dtype} {values.shape[1:]} rows")
+            start = ds.shape[0]
+            ds.resize(start + len(values), axis=0)
+            ds[start:] = values
+
+    def table_rows(self, name: str) -> int:
+        """Rows written so far to the table ``name`` (0 before the first)."""
+        group = self._file.get(name)
+        return 0 if group is None or not len(group) else group[next(iter(group))].shape[0]
 
     @property
     def attrs(self) -> h5py.AttributeManager:
@@ -144,6 +177,13 @@ class Artifact:
         if name not in self._file:
             raise ArtifactError(f"{self.path}: no table /{name}")
         return {col: ds[()] for col, ds in self._file[name].items()}
+
+    def rows(self, name: str, column: str, start: int, stop: int) -> np.ndarray:
+        """Rows ``start:stop`` of one column of a table."""
+        try:
+            return self._file[name][column][start:stop]
+        except KeyError:
+            raise ArtifactError(f"{self.path}: no table column /{name}/{column}") from None
 
     def items(self, group: str) -> Iterator[tuple[str, np.ndarray]]:
         for name in self.names(group):

@@ -57,6 +57,7 @@ class RegionStats:
         mean_probs: float64 (n, C), mean probability vector of each region.
         uncertainty: float64 (n,), mean over the region's pixels of p_(2) / p_(1).
         predicted: int64 (n,), most frequent per-pixel argmax class (ties -> smallest class).
+        class_hist: int64 (n, C), pixels of each region per per-pixel argmax class (``predicted`` is its argmax).
     """
 
     ids: np.ndarray
@@ -64,6 +65,7 @@ class RegionStats:
     mean_probs: np.ndarray
     uncertainty: np.ndarray
     predicted: np.ndarray
+    class_hist: np.ndarray
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -95,6 +97,7 @@ class _Raw:
             mean_probs=self.sums / counts[:, None],
             uncertainty=self.ratio_sums / counts,
             predicted=np.argmax(self.hist, axis=1).astype(np.int64),
+            class_hist=self.hist,
         )
 
 
@@ -407,6 +410,8 @@ def _merge_one(labels, probs, eps, channel_axis, max_visited, threads, with_stat
     raw = _compute_raw(inp, threads, want_pairs=True)
     target = _merge_targets(raw, eps, cap)
     merged = _write_map(inp, raw, target, threads)
+    if with_stats == "exact":  # a second pass over the probabilities, summing in raster order
+        return merged, _compute_raw(_Inputs(merged, inp.probs, inp.chw, inp.stride, inp.n_classes), threads).stats()
     if with_stats:
         return merged, _aggregate(raw, target)
     return merged
@@ -417,7 +422,7 @@ def _merge_one(labels, probs, eps, channel_axis, max_visited, threads, with_stat
 # --------------------------------------------------------------------------------------------------------------
 
 
-def region_stats(labels, probs, *, channel_axis=-1) -> RegionStats:
+def region_stats(labels, probs, *, channel_axis=-1, threads=1) -> RegionStats:
     """Per-region statistics of a label map under per-pixel class probabilities.
 
     Args:
@@ -427,6 +432,9 @@ def region_stats(labels, probs, *, channel_axis=-1) -> RegionStats:
             spatial shape (ceil(H/s), ceil(W/s)), and label pixel (y, x) then uses probability pixel
             (y // s, x // s) (nearest, top-left aligned).
         channel_axis: axis of ``probs`` holding the classes.
+        threads: OpenMP threads of the kernel; None = ``OMP_NUM_THREADS`` or every core. The default, 1, adds
+            every region's sums in raster order, so the result is bit-identical on any machine; with several
+            threads, sums of regions that straddle two threads' rows are added in another order (last bits).
 
     Returns:
         RegionStats with ``ids`` (sorted unique ids present), ``counts``, ``mean_probs`` (n, C),
@@ -437,7 +445,7 @@ def region_stats(labels, probs, *, channel_axis=-1) -> RegionStats:
             negative or do not sum to 1 within 1e-2 (the message names the first such pixel (y, x)).
     """
     inp = _prepare(labels, probs, channel_axis)
-    return _compute_raw(inp, 0).stats()
+    return _compute_raw(inp, _threads(threads)).stats()
 
 
 def adaptive_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None) -> np.ndarray:
@@ -503,7 +511,9 @@ def merge_many(
     from an HDF5 file), with at most ``2 * threads`` images in flight. Each image runs single-threaded in one worker
     of a thread pool of ``threads`` workers (default: the cores this process may use); the compiled kernel releases
     the GIL, so the workers run in parallel. Yields the merged map, or ``(merged_map, merged_stats)`` with
-    ``with_stats=True``. Arguments as :func:`adaptive_merge`; ``eps``, ``max_visited`` and ``threads`` are checked
+    ``with_stats=True``: the statistics of :func:`region_stats` on the merged map, bit for bit (a second pass of
+    the kernel over the probabilities; :func:`region_stats_and_merge` aggregates instead, equal up to rounding).
+    Arguments as :func:`adaptive_merge`; ``eps``, ``max_visited`` and ``threads`` are checked
     at once, each image's inputs when its result is reached.
     """
     eps = _check_eps(eps)
@@ -523,7 +533,8 @@ def _merge_many(pairs, eps, workers, channel_axis, max_visited, with_stats):
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending: deque = deque()
         for labels, probs in pairs:
-            pending.append(pool.submit(_merge_one, labels, probs, eps, channel_axis, max_visited, 1, with_stats))
+            stats = "exact" if with_stats else False
+            pending.append(pool.submit(_merge_one, labels, probs, eps, channel_axis, max_visited, 1, stats))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:

@@ -19,15 +19,23 @@ import numpy as np
 import pandas as pd
 
 from adaspx import IGNORE_INDEX, acquisition, annotation, datasets
-from adaspx.h5io import Artifact, ArtifactWriter, MultiArtifact, write_csv, write_json
+from adaspx.artifacts import (
+    SCHEMA_ANSWERS,
+    SCHEMA_PROBS,
+    SCHEMA_REGIONS,
+    SCHEMA_SUPERPIXELS,
+    SCHEMA_TARGETS,
+    STATS_COLUMNS,
+    Probabilities,
+    RegionTable,
+    at_label_resolution,
+    write_region_table,
+)
+from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact, write_csv, write_json
 
 log = logging.getLogger("adaspx")
 
-SCHEMA_SUPERPIXELS = "adaspx.superpixels/1"
-SCHEMA_PROBS = "adaspx.probs/1"
-SCHEMA_REGIONS = "adaspx.regions/1"
-SCHEMA_ANSWERS = "adaspx.answers/1"
-SCHEMA_TARGETS = "adaspx.targets/1"
+__all__ = ["SCHEMA_PROBS", "SCHEMA_TARGETS", "at_label_resolution"]  # re-exported for callers of this module
 
 SELECTION_COLUMNS = ["rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty", "reserve"]
 ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks"]
@@ -291,27 +299,6 @@ def _torch_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _probs(art, image_id: str) -> np.ndarray:
-    """float32 (C, h, w) probabilities, renormalised after the float16 round trip."""
-    p = art.get("probs", image_id).astype(np.float32)
-    p /= p.sum(axis=0, keepdims=True)
-    return p
-
-
-def _stride(art) -> int:
-    parts = art.parts if isinstance(art, MultiArtifact) else [art]
-    return int(parts[0].attrs.get("stride", 1))
-
-
-def at_label_resolution(probs: np.ndarray, shape: tuple[int, int], stride: int) -> np.ndarray:
-    """Probabilities (C, h, w) stored at ``stride`` mapped to label pixels: pixel (y, x) uses (y // s, x // s)."""
-    if stride == 1:
-        return probs
-    ys = np.arange(shape[0]) // stride
-    xs = np.arange(shape[1]) // stride
-    return probs[:, ys[:, None], xs[None, :]]
-
-
 # ------------------------------------------------------------------------------------------------- merge
 
 
@@ -323,64 +310,49 @@ def merge_superpixels(
     eps: float,
     max_visited: int | None = None,
     threads: int | None = None,
+    entropy: bool = False,
     config=None,
     **attrs: Any,
 ) -> None:
+    """Adaptive regions of one pool shard, and their statistics for acquisition (``/stats``, ``/image_stats``; see
+    :func:`adaspx.acquisition.region_features`; ``entropy`` adds the regions' mean entropy)."""
+    from collections import deque
+
     from adaspx.merge import merge_many
 
     with (
         Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
-        Artifact(probs_path, SCHEMA_PROBS) as pr,
+        Probabilities([probs_path]) as probs,
         ArtifactWriter(out, SCHEMA_REGIONS, config=config, eps=eps, **attrs) as w,
     ):
         names = base.names("labels")
-        ids_all, regions_all, sizes_all, unc_all, pred_all, base_counts = [], [], [], [], [], []
-        pairs = ((base.get("labels", name), _probs(pr, name)) for name in names)
-        results = merge_many(pairs, eps, threads, channel_axis=0, max_visited=max_visited, with_stats=True)
+        in_flight: deque = deque()  # the probabilities of the images merge_many holds, for their statistics
+
+        def pairs():
+            for name in names:
+                labels = base.get("labels", name)
+                in_flight.append(probs.get(name, labels.shape))
+                yield labels, in_flight[-1]
+
+        n_base = n_merged = 0
+        results = merge_many(pairs(), eps, threads, channel_axis=0, max_visited=max_visited, with_stats=True)
         for image_id, (merged, stats) in zip(_progress(names, "merge"), results, strict=True):
-            n_base = int(base.dataset("labels", image_id).attrs["regions"])
-            w.add("labels", image_id, merged, regions=len(stats.ids), base_regions=n_base)
-            ids_all += [image_id] * len(stats.ids)
-            regions_all.append(stats.ids)
-            sizes_all.append(stats.counts)
-            unc_all.append(stats.uncertainty)
-            pred_all.append(stats.predicted)
-            base_counts.append(n_base)
-        w.add_table(
-            "stats",
-            {
-                "image": np.asarray(ids_all, dtype="S"),
-                "region": _cat(regions_all, np.int64),
-                "size": _cat(sizes_all, np.int64),
-                "uncertainty": _cat(unc_all, np.float64),
-                "predicted": _cat(pred_all, np.int64),
-            },
-        )
-        log.info("merged %d base regions into %d regions", sum(base_counts), sum(len(r) for r in regions_all))
-
-
-def _cat(parts, dtype) -> np.ndarray:
-    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+            p = in_flight.popleft()
+            base_regions = int(base.dataset("labels", image_id).attrs["regions"])
+            w.add("labels", image_id, merged, regions=len(stats.ids), base_regions=base_regions)
+            columns, per_image = acquisition.region_features(merged, p, stats, probs.stride, entropy=entropy)
+            write_region_table(w, image_id, columns, per_image)
+            n_base, n_merged = n_base + base_regions, n_merged + len(stats.ids)
+        log.info("merged %d base regions into %d regions", n_base, n_merged)
 
 
 # ------------------------------------------------------------------------------------------- acquisition
 
 
-def _checked_probs(art: MultiArtifact, image_id: str) -> np.ndarray:
-    """:func:`_probs`, refusing probabilities that are not finite with an error naming the file and the image."""
-    p = _probs(art, image_id)
-    bad = ~np.isfinite(p).all(axis=0)
-    if bad.any():
-        path = art._where[("probs", image_id)].path
-        raise ValueError(f"{path}: image {image_id}: probabilities of {int(bad.sum())} pixels are NaN or infinite")
-    return p
-
-
-def _label_grid(small: np.ndarray, shape: tuple[int, int], stride: int) -> np.ndarray:
-    """A per-pixel map at probability resolution looked up at label resolution (see :func:`at_label_resolution`)."""
-    if stride == 1:
-        return small
-    return small[(np.arange(shape[0]) // stride)[:, None], (np.arange(shape[1]) // stride)[None, :]]
+def _where(files: MultiArtifact, image_id: str, group: str = "labels") -> str:
+    """The file of a multi-file artifact that holds ``image_id`` (all of them when none does), for messages."""
+    part = files._where.get((group, image_id))
+    return str(part.path) if part is not None else ", ".join(str(p.path) for p in files.parts)
 
 
 def acquire(
@@ -416,46 +388,57 @@ def acquire(
     manifest = datasets.load_manifest(manifest_path)
     num_classes = int(manifest["num_classes"])
     quota = acquisition.class_quotas(max_per_class, budget, num_classes)
-    needs_probs = strategy != "random"
-    if needs_probs and not probs_paths:
-        raise ValueError(f"acquisition {strategy!r} needs the previous round's probabilities")
-    use_probs = bool(probs_paths) and (needs_probs or click_cost == "classes" or max_per_class is not None)
-    regions = MultiArtifact(region_paths)
-    probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if use_probs else None
-    answers = Artifact(answers_path, SCHEMA_ANSWERS) if answers_path else None
+    # Region statistics serve scores and, when a model is at hand (probabilities given, or a non-random
+    # strategy), estimated class costs and class quotas. Adaptive regions carry them (merge_superpixels computed
+    # them with the same model); base and oracle regions are scored from the probabilities.
+    need_stats = strategy != "random" or (bool(probs_paths) and (click_cost == "classes" or max_per_class is not None))
+    columns = STATS_COLUMNS + (("entropy",) if strategy == "entropy" else ())
     keys = ("image", "region", "size", "uncertainty", "predicted", "labeled", "entropy", "classes")
     cols: dict[str, list] = {k: [] for k in keys}
     class_pixels = np.zeros(num_classes, dtype=np.int64)
     half_res_pixels = np.zeros(num_classes, dtype=np.int64)  # the reference's half-resolution counts
     ids = pool_ids(manifest)
-    try:
+    modelled = False
+    with contextlib.ExitStack() as stack:
+        regions = stack.enter_context(MultiArtifact(region_paths))
+        table = RegionTable(regions)
+        probs = stack.enter_context(Probabilities(probs_paths)) if (need_stats and probs_paths) else None
+        answers = stack.enter_context(Artifact(answers_path, SCHEMA_ANSWERS)) if answers_path else None
         for image_id in _progress(ids, "acquire"):
-            labels = regions.get("labels", image_id)
-            _, inv = np.unique(labels, return_inverse=True)
-            inv = inv.reshape(labels.shape)
-            if probs is not None:
+            labels = None
+            feats = table.get(image_id, columns) if need_stats else None
+            if feats is None and need_stats and probs is None and strategy != "random":
+                raise ArtifactError(
+                    f"{_where(regions, image_id)}: image {image_id}: no region statistics, and acquisition "
+                    f"{strategy!r} needs the previous round's probabilities to compute them"
+                )
+            if feats is None and probs is not None:
+                labels = regions.get("labels", image_id)
                 from adaspx.merge import region_stats
 
-                p = _checked_probs(probs, image_id)
+                p = probs.get(image_id, labels.shape)
                 stats = region_stats(labels, p, channel_axis=0)
-                rid, size, unc, pred = stats.ids, stats.counts, stats.uncertainty, stats.predicted
-                am = _label_grid(p.argmax(axis=0), labels.shape, _stride(probs))
-                class_pixels += np.bincount(am.ravel(), minlength=num_classes)[:num_classes]
-                half_res_pixels += np.bincount(am[::2, ::2].ravel(), minlength=num_classes)[:num_classes]
-                n_classes = np.bincount(np.unique(inv * num_classes + am) // num_classes, minlength=len(rid))
-                if strategy == "entropy":
-                    ent = _label_grid(acquisition.pixel_entropy(p, axis=0), labels.shape, _stride(probs))
-                    ent = np.bincount(inv.ravel(), weights=ent.ravel(), minlength=len(rid)) / size
-                else:
-                    ent = np.full(len(rid), np.nan)
+                feats, per_image = acquisition.region_features(
+                    labels, p, stats, probs.stride, entropy=strategy == "entropy"
+                )
+                feats.update(per_image)
+            modelled = feats is not None  # a model's statistics (none in the warm-up)
+            if modelled:
+                rid, size = feats["region"], feats["size"]
+                unc, pred, n_classes = feats["uncertainty"], feats["predicted"], feats["classes"]
+                ent = feats["entropy"] if strategy == "entropy" else np.full(len(rid), np.nan)
+                class_pixels += feats["class_pixels"]
+                half_res_pixels += feats["class_pixels_half"]
             else:
+                labels = regions.get("labels", image_id)
                 rid, size = np.unique(labels, return_counts=True)
                 unc = ent = np.full(len(rid), np.nan)
                 pred = np.full(len(rid), -1)
                 n_classes = np.ones(len(rid), dtype=np.int64)
-            if answers is not None:
+            if answers is not None and exclude_labeled is not None:
+                labels = regions.get("labels", image_id) if labels is None else labels
                 answered = answers.get("labels", image_id) >= 0
-                labeled = np.bincount(inv.ravel(), weights=answered.ravel(), minlength=len(rid)) / size
+                labeled = np.bincount(acquisition.dense_index(labels[answered], rid), minlength=len(rid)) / size
             else:
                 labeled = np.zeros(len(rid))
             cols["image"] += [image_id] * len(rid)
@@ -469,12 +452,6 @@ def acquire(
                 ("classes", n_classes),
             ):
                 cols[key].append(np.asarray(val))
-    finally:
-        regions.close()
-        if probs is not None:
-            probs.close()
-        if answers is not None:
-            answers.close()
     cand = pd.DataFrame({k: (v if k == "image" else np.concatenate(v)) for k, v in cols.items()})
     cai_share = acquisition.region_share(cand["predicted"].to_numpy(), num_classes)  # all pool regions
     if exclude_labeled is not None:
@@ -499,8 +476,8 @@ def acquire(
         scores = acquisition.class_balanced_scores(unc, pred, share)
     if strategy != "random":
         scores = scores * acquisition.size_weights(cand["size"].to_numpy(), size_exponent)
-    costs = acquisition.click_costs(click_cost, len(cand), cand["classes"].to_numpy() if probs is not None else None)
-    if quota is not None and probs is None:
+    costs = acquisition.click_costs(click_cost, len(cand), cand["classes"].to_numpy() if modelled else None)
+    if quota is not None and not modelled:
         log.info("no model predictions in this round: al.max_per_class does not apply")
         quota = None
     limits = {
@@ -576,6 +553,10 @@ def annotate(
         )
     if click_cost not in acquisition.CLICK_COSTS:
         raise ValueError(f"click cost {click_cost!r} unknown; expected one of {', '.join(acquisition.CLICK_COSTS)}")
+    if budget is not None and budget < 0:
+        raise ValueError(f"budget must be >= 0, got {budget}")
+    if sieve and not probs_paths:
+        raise ValueError("sieving needs the previous round's probabilities")
     manifest = datasets.load_manifest(manifest_path)
     ds = _dataset(manifest, "pool")
     ids = pool_ids(manifest)
@@ -588,93 +569,89 @@ def annotate(
         if prev_answers_csv
         else pd.DataFrame(columns=ANSWER_COLUMNS)
     )
-    if sieve and not probs_paths:
-        raise ValueError("sieving needs the previous round's probabilities")
     if sieve and min_pixels is None:
         min_pixels = _scaled_min_pixels(base_paths)
-
-    prev_h5 = Artifact(prev_answers_h5, SCHEMA_ANSWERS) if prev_answers_h5 else None
-    probs = MultiArtifact(probs_paths, SCHEMA_PROBS) if (sieve and probs_paths) else None
-    frozen = Artifact(prev_targets_h5, SCHEMA_TARGETS) if (sieve and freeze_sieve and prev_targets_h5) else None
-    new_rows = []
-    maps: dict[str, np.ndarray] = {}
-    if budget is not None and budget < 0:
-        raise ValueError(f"budget must be >= 0, got {budget}")
     if "reserve" not in selection:
         selection["reserve"] = False
     selection["reserve"] = selection["reserve"].astype(bool)
     estimated = int(selection.loc[~selection["reserve"], "clicks"].sum())
-    regions = MultiArtifact(region_paths)
-    try:
+
+    c = manifest["num_classes"]
+    before = np.zeros((2, c), dtype=np.int64)  # labeled, correct per class
+    after = np.zeros((2, c), dtype=np.int64)
+    with contextlib.ExitStack() as stack:
+        regions = stack.enter_context(MultiArtifact(region_paths))
         if click_cost == "classes":
             selection = _charge_classes(selection, selection_path, regions, ds, budget)
         else:  # exact costs: the selection fits the budget, the reserve (there is none) is not needed
             selection = selection[~selection["reserve"]]
-    except BaseException:
-        regions.close()
-        raise
-    by_image = {k: g for k, g in selection.groupby("image", sort=False)}
-    next_row = len(previous)
-    try:
+        by_image = {k: g for k, g in selection.groupby("image", sort=False)}
+        prev_h5 = stack.enter_context(Artifact(prev_answers_h5, SCHEMA_ANSWERS)) if prev_answers_h5 else None
+        probs = stack.enter_context(Probabilities(probs_paths)) if sieve else None
+        frozen = (
+            stack.enter_context(Artifact(prev_targets_h5, SCHEMA_TARGETS))
+            if (sieve and freeze_sieve and prev_targets_h5)
+            else None
+        )
+        wa = stack.enter_context(ArtifactWriter(answers_h5, SCHEMA_ANSWERS, config=config, round=round, **attrs))
+        wt = stack.enter_context(
+            ArtifactWriter(targets_h5, SCHEMA_TARGETS, config=config, round=round, sieve=sieve, **attrs)
+        )
+        # One pass over the pool, one image in memory: answer its selected regions, write its answer map and
+        # targets, count. Rows are numbered in pool order, then selection order within an image.
+        labels_of_row = np.full(len(previous) + len(selection), IGNORE_INDEX, dtype=np.int64)
+        labels_of_row[: len(previous)] = previous["label"].to_numpy(np.int64)
+        new_rows: list[tuple] = []
         for image_id in _progress(ids, "annotate"):
-            gt = ds.label(image_id)
-            amap = prev_h5.get("labels", image_id) if prev_h5 else np.full(gt.shape, -1, dtype=np.int32)
+            gt = None
+            amap = prev_h5.get("labels", image_id) if prev_h5 is not None else None
             if image_id in by_image:
                 sel = by_image[image_id]
-                rmap = regions.get("labels", image_id)
+                rmap, gt = regions.get("labels", image_id), ds.label(image_id)
                 rids = sel["region"].to_numpy(np.int64)
                 try:
                     labels, pixels = annotation.dominant_labels(rmap, gt, rids)
                 except ValueError as err:
                     raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
+                first = len(previous) + len(new_rows)
+                if amap is None:
+                    amap = np.full(gt.shape, -1, dtype=np.int32)
+                annotation.paint_answers(amap, rmap, rids, np.arange(first, first + len(rids)))
+                labels_of_row[first : first + len(rids)] = labels
                 charged = sel["charged" if click_cost == "classes" else "clicks"]
                 for rid, lab, npx, clicks in zip(rids, labels, pixels, charged, strict=True):
-                    amap[rmap == rid] = next_row
                     new_rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks)))
-                    next_row += 1
-            maps[image_id] = amap
-    finally:
-        regions.close()
-        if prev_h5 is not None:
-            prev_h5.close()
-    answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
-    answer_labels = answers["label"].to_numpy(np.int64)
-
-    c = manifest["num_classes"]
-    before = np.zeros((2, c), dtype=np.int64)  # labeled, correct per class
-    after = np.zeros((2, c), dtype=np.int64)
-    try:
-        with (
-            ArtifactWriter(answers_h5, SCHEMA_ANSWERS, config=config, round=round, **attrs) as wa,
-            ArtifactWriter(targets_h5, SCHEMA_TARGETS, config=config, round=round, sieve=sieve, **attrs) as wt,
-        ):
-            for image_id in ids:
-                amap, gt = maps[image_id], ds.label(image_id)
-                wa.add("labels", image_id, amap)
-                target = annotation.targets_from_answers(amap, answer_labels)
+            if amap is None:  # never answered: no targets, nothing to count
+                shape = regions.dataset("labels", image_id).shape
+                wa.add("labels", image_id, np.full(shape, -1, dtype=np.int32))
+                wt.add("labels", image_id, np.full(shape, IGNORE_INDEX, dtype=np.uint8))
+                continue
+            wa.add("labels", image_id, amap)
+            target = annotation.targets_from_answers(amap, labels_of_row)
+            labeled = bool((target != IGNORE_INDEX).any())
+            if labeled:
+                gt = ds.label(image_id) if gt is None else gt
                 _count(before, target, gt, c)
-                if probs is not None:
-                    p = at_label_resolution(_checked_probs(probs, image_id), gt.shape, _stride(probs))
-                    drop = annotation.sieve_mask(
-                        amap,
-                        answer_labels,
-                        p,
-                        min_pixels,
-                        method=sieve_method,
-                        disagree_threshold=disagree_threshold,
-                        rows=np.arange(len(previous), len(answers)) if frozen is not None else None,
-                    )
-                    target[drop] = IGNORE_INDEX
-                    if frozen is not None:  # earlier answers keep the sieving of their own round
-                        old = (amap >= 0) & (amap < len(previous))
-                        target[old] = frozen.get("labels", image_id)[old]
+            if probs is not None and labeled:
+                p = probs.get(image_id, amap.shape)
+                drop = annotation.sieve_mask(
+                    amap,
+                    labels_of_row,
+                    p,
+                    min_pixels,
+                    method=sieve_method,
+                    disagree_threshold=disagree_threshold,
+                    rows=np.arange(len(previous), len(labels_of_row)) if frozen is not None else None,
+                    stride=probs.stride,
+                )
+                target[drop] = IGNORE_INDEX
+                if frozen is not None:  # earlier answers keep the sieving of their own round
+                    old = (amap >= 0) & (amap < len(previous))
+                    target[old] = frozen.get("labels", image_id)[old]
+            if labeled:
                 _count(after, target, gt, c)
-                wt.add("labels", image_id, target)
-    finally:
-        if probs is not None:
-            probs.close()
-        if frozen is not None:
-            frozen.close()
+            wt.add("labels", image_id, target)
+    answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
     write_csv(answers_csv, answers[ANSWER_COLUMNS])
 
     this_round = answers[answers["round"] == round]

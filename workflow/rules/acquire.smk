@@ -8,6 +8,8 @@ rule acquire:
         selection=f"{ROUND}/selection.csv",
     log:
         f"{ROUND_LOGS}/acquire.log",
+    benchmark:
+        f"{ROUND}/benchmarks/acquire.tsv"
     conda:
         CONDA_ENV
     params:

@@ -15,6 +15,8 @@ rule annotate:
         stats=f"{ROUND}/annotation_stats.json",
     log:
         f"{ROUND_LOGS}/annotate.log",
+    benchmark:
+        f"{ROUND}/benchmarks/annotate.tsv"
     conda:
         CONDA_ENV
     params:

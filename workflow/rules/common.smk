@@ -15,6 +15,9 @@ ROUNDS = config["al"]["rounds"]
 # relative to workflow/rules/, where every rule is defined
 CONDA_ENV = "../../environment.yml"
 WARMUP = "warmup"  # round 0: random clicks on base superpixels, shared by all experiments of a seed
+# Every round's folder; round 0 is the experiment `warmup` (see round_dir), so one pattern serves all rounds.
+ROUND = f"{RESULTS}/{{experiment}}/seed{{seed}}/round{{round}}"
+ROUND_LOGS = f"{LOGS}/{{experiment}}/seed{{seed}}/round{{round}}"
 EXPERIMENTS = {e["name"]: e for e in config["experiments"]}
 WARMUP_EXPERIMENT = {
     "name": WARMUP,
@@ -71,8 +74,8 @@ def region_maps(w):
         return BASE_SHARDS
     if exp["regions"] == "oracle":
         return ORACLE_SHARDS
-    prev = f"{RESULTS}/{w.experiment}/seed{w.seed}/round{int(w.round) - 1}"
-    return shards(prev, "regions")
+    # Round-0 regions come from the warm-up model alone: merged once per seed beside the warm-up.
+    return shards(round_dir(w.experiment, w.seed, int(w.round) - 1), "regions")
 
 
 def previous(w, name):
@@ -87,8 +90,20 @@ def previous_probs(w):
 
 
 def acquire_probs(w):
-    return (
-        [] if experiment(w.experiment)["acquisition"] == "random" else previous_probs(w)
+    """Scores need region statistics: adaptive regions carry them (merge_superpixels), base and oracle regions
+    are scored from the previous round's probabilities. Random selection uses no model."""
+    exp = experiment(w.experiment)
+    if exp["acquisition"] == "random" or exp["regions"] == "adaptive":
+        return []
+    return previous_probs(w)
+
+
+def merge_entropy(w):
+    """The merge also stores mean region entropies when an experiment reading its regions scores by entropy
+    (round 0's regions serve every adaptive experiment of the seed)."""
+    users = EXPERIMENTS.values() if w.experiment == WARMUP else [experiment(w.experiment)]
+    return any(
+        e["regions"] == "adaptive" and e["acquisition"] == "entropy" for e in users
     )
 
 
@@ -102,6 +117,11 @@ def budget(w):
 
 def merge_probs(w):
     return f"{round_dir(w.experiment, w.seed, w.round)}/probs_shard{w.shard}.h5"
+
+
+def intermediate(path):
+    """Probabilities are deleted once every job that reads them has run, unless infer.keep."""
+    return path if config["infer"]["keep"] else temp(path)
 
 
 def artifact_attrs(w):

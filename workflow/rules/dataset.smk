@@ -5,6 +5,8 @@ if DS["kind"] == "synthetic":
             directory(DATASET_ROOT),
         log:
             f"{LOGS}/synthesize_dataset.log",
+        benchmark:
+            f"{RESULTS}/benchmarks/synthesize_dataset.tsv"
         conda:
             CONDA_ENV
         params:
@@ -21,6 +23,8 @@ rule prepare_dataset:
         manifest=f"{RESULTS}/manifest.json",
     log:
         f"{LOGS}/prepare_dataset.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_dataset.tsv"
     conda:
         CONDA_ENV
     params:

@@ -1,5 +1,3 @@
-ROUND = f"{RESULTS}/{{experiment}}/seed{{seed}}/round{{round}}"
-ROUND_LOGS = f"{LOGS}/{{experiment}}/seed{{seed}}/round{{round}}"
 # One thread per model job: CPU results are then bit-identical on any machine (torch's CPU kernels are not
 # reduction-order stable across thread counts) and the default small model gains little from more threads.
 # For a large model on a many-core CPU, raise it with `--set-threads train=16` (results then depend on it).
@@ -47,6 +45,8 @@ rule evaluate:
         metrics=f"{ROUND}/metrics.json",
     log:
         f"{ROUND_LOGS}/evaluate.log",
+    benchmark:
+        f"{ROUND}/benchmarks/evaluate.tsv"
     conda:
         CONDA_ENV
     threads: 1
@@ -61,7 +61,7 @@ rule infer:
         manifest=rules.prepare_dataset.output.manifest,
         model=rules.train.output.model,
     output:
-        probs=f"{ROUND}/probs_shard{{shard}}.h5",
+        probs=intermediate(f"{ROUND}/probs_shard{{shard}}.h5"),
     log:
         f"{ROUND_LOGS}/infer_shard{{shard}}.log",
     benchmark:

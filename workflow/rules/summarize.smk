@@ -8,6 +8,8 @@ rule summarize:
         curves=f"{RESULTS}/learning_curves.png",
     log:
         f"{LOGS}/summarize.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/summarize.tsv"
     conda:
         CONDA_ENV
     params:

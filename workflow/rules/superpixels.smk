@@ -24,6 +24,8 @@ rule oracle_superpixels:
         f"{RESULTS}/superpixels/oracle_shard{{shard}}.h5",
     log:
         f"{LOGS}/oracle_superpixels_shard{{shard}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/oracle_superpixels_shard{{shard}}.tsv"
     conda:
         CONDA_ENV
     params:
