@@ -293,3 +293,67 @@ def test_reserve_spends_what_the_estimates_left(stage, tmp_path):
     # one click per region: the reserve is never answered
     out, stats = _annotate(d, tmp_path, sel, round=2, sieve=False, budget=budget)
     assert stats["regions_round"] == 1 and stats["reserve_answered_round"] == 0
+
+
+def _copy_without(src, dst, group, image_id=None, attrs=None, transform=None):
+    """A copy of an artifact without one image (``image_id``), with changed root ``attrs``, or arrays mapped."""
+    import h5py
+
+    with h5py.File(src) as f, h5py.File(dst, "w") as g:
+        for key, value in {**f.attrs, **(attrs or {})}.items():
+            g.attrs[key] = value
+        for name, ds in f[group].items():
+            if name != image_id:
+                g.create_dataset(f"{group}/{name}", data=transform(ds[()]) if transform else ds[()])
+
+
+def test_regions_of_another_pool_name_the_file_and_image(stage, tmp_path):
+    from adaspx import pipeline
+
+    d, ids = stage
+    other = tmp_path / "other_regions.h5"
+    _copy_without(d / "base.h5", other, "labels", image_id=ids[2])
+    _selection(d, ids, 0, 2).to_csv(tmp_path / "sel1.csv", index=False)
+    with pytest.raises(ValueError, match=rf"other_regions\.h5: no region map for pool image {ids[2]}"):
+        pipeline.annotate(d / "manifest.json", tmp_path / "sel1.csv", [str(other)],
+                          None, None, [], [str(d / "base.h5")], answers_csv=tmp_path / "a.csv",
+                          answers_h5=tmp_path / "a.h5", targets_h5=tmp_path / "t.h5", stats_json=tmp_path / "s.json",
+                          round=1, sieve=False)  # fmt: skip
+    with pytest.raises(ValueError, match=rf"other_regions\.h5: no region map for pool image {ids[2]}"):
+        pipeline.acquire(d / "manifest.json", [str(other)], [], None, tmp_path / "sel.csv", strategy="random",
+                         budget=3, seed=0, round=1)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other_regions.h5", "sel1.csv"]
+
+
+def test_probabilities_missing_or_at_another_stride_name_the_file_and_image(stage, tmp_path):
+    d, ids = stage
+    sel = _selection(d, ids, 1, 3)
+    missing = tmp_path / "missing_probs.h5"
+    _copy_without(d / "probs.h5", missing, "probs", image_id=ids[1])
+    with pytest.raises(ValueError, match=rf"missing_probs\.h5: no dataset /probs/{ids[1]}"):
+        _annotate(d, tmp_path, sel, sieve=True, probs=missing)
+    strided = tmp_path / "strided_probs.h5"
+    _copy_without(d / "probs.h5", strided, "probs", attrs={"stride": 2})  # full-resolution arrays, stride 2 claimed
+    with pytest.raises(ValueError, match=rf"strided_probs\.h5: image {ids[1]}: probabilities of shape .* do not match"):
+        _annotate(d, tmp_path, sel, sieve=True, probs=strided)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["missing_probs.h5", "sel1.csv", "strided_probs.h5"]
+
+
+def test_half_resolution_probabilities_sieve_as_their_full_resolution_lookup(stage, tmp_path):
+    # probabilities stored at stride 2 sieve exactly as the same values repeated to full resolution
+    from adaspx.artifacts import at_label_resolution
+
+    d, ids = stage
+    sel = _selection(d, ids, 1, 8)
+    low = tmp_path / "low_probs.h5"
+    _copy_without(d / "probs.h5", low, "probs", attrs={"stride": 2}, transform=lambda p: p[:, ::2, ::2])
+    full = tmp_path / "full_probs.h5"
+    _copy_without(low, full, "probs", attrs={"stride": 1},
+                  transform=lambda p: at_label_resolution(p, (p.shape[1] * 2, p.shape[2] * 2), 2))  # fmt: skip
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    how = {"sieve_method": "knee_disagree"}  # the knee alone sieves nothing on these confidently wrong pixels
+    out_low, stats_low = _annotate(d, tmp_path / "a", sel, sieve=True, min_pixels=20, probs=low, **how)
+    out_full, stats_full = _annotate(d, tmp_path / "b", sel, sieve=True, min_pixels=20, probs=full, **how)
+    assert stats_low == stats_full and stats_low["labeled_pixels"] < stats_low["labeled_pixels_before_sieve"]
+    assert out_low["answers_csv"].read_bytes() == out_full["answers_csv"].read_bytes()

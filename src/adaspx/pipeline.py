@@ -355,6 +355,17 @@ def _where(files: MultiArtifact, image_id: str, group: str = "labels") -> str:
     return str(part.path) if part is not None else ", ".join(str(p.path) for p in files.parts)
 
 
+def _check_covers_pool(files: MultiArtifact, ids: Sequence[str]) -> None:
+    """Region maps must exist for every pool image: files made for another pool stop here, naming one image."""
+    missing = [image_id for image_id in ids if ("labels", image_id) not in files._where]
+    if missing:
+        names = ", ".join(str(p.path) for p in files.parts)
+        raise ArtifactError(
+            f"{names}: no region map for pool image {missing[0]} ({len(missing)} of {len(ids)} pool images missing: "
+            "made for another pool?)"
+        )
+
+
 def acquire(
     manifest_path,
     region_paths: Sequence[str],
@@ -401,6 +412,7 @@ def acquire(
     modelled = False
     with contextlib.ExitStack() as stack:
         regions = stack.enter_context(MultiArtifact(region_paths))
+        _check_covers_pool(regions, ids)
         table = RegionTable(regions)
         probs = stack.enter_context(Probabilities(probs_paths)) if (need_stats and probs_paths) else None
         answers = stack.enter_context(Artifact(answers_path, SCHEMA_ANSWERS)) if answers_path else None
@@ -581,6 +593,7 @@ def annotate(
     after = np.zeros((2, c), dtype=np.int64)
     with contextlib.ExitStack() as stack:
         regions = stack.enter_context(MultiArtifact(region_paths))
+        _check_covers_pool(regions, ids)
         if click_cost == "classes":
             selection = _charge_classes(selection, selection_path, regions, ds, budget)
         else:  # exact costs: the selection fits the budget, the reserve (there is none) is not needed
@@ -608,6 +621,11 @@ def annotate(
             if image_id in by_image:
                 sel = by_image[image_id]
                 rmap, gt = regions.get("labels", image_id), ds.label(image_id)
+                if rmap.shape != gt.shape:
+                    raise ArtifactError(
+                        f"{_where(regions, image_id)}: image {image_id}: region map of shape {rmap.shape}, but its "
+                        f"label is {gt.shape}"
+                    )
                 rids = sel["region"].to_numpy(np.int64)
                 try:
                     labels, pixels = annotation.dominant_labels(rmap, gt, rids)
