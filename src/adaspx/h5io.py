@@ -17,13 +17,28 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import hdf5plugin  # registers the Blosc filter with HDF5: every reader of an artifact imports this module
 import numpy as np
 
 from adaspx import __version__
 
-# gzip level 1: on label maps and float16 probabilities it gives most of level 4's ratio at a fraction of the
-# write time (see benchmarks/README.md); readable by every HDF5 tool, unlike lzf.
-COMPRESSION = {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+# Filters chosen by measurement at 1024x2048 (benchmarks/bench_storage.py, benchmarks/README.md "Storage"): gzip
+# costs 8-30x a pass over the data to decompress, Blosc a fraction of it. Probabilities (float): Blosc LZ4 with
+# byte shuffle, one chunk per class plane (about half gzip's read time again, as large single chunks are slow).
+# Integer maps and tables: Blosc Zstd level 1 with byte shuffle, as small as gzip and twice as fast to read. Other
+# HDF5 tools read them with HDF5_PLUGIN_PATH set to hdf5plugin's plugin folder (README, "Looking at the artifacts").
+FLOAT_COMPRESSION = dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
+COMPRESSION = dict(hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.SHUFFLE))
+
+
+def storage(array: np.ndarray) -> dict[str, Any]:
+    """Chunks and filter of one per-image array: one chunk per image, or per plane of a 3-D float array."""
+    if array.size == 0:
+        return {}
+    if array.dtype.kind == "f":
+        chunks = (1, *array.shape[1:]) if array.ndim == 3 else array.shape
+        return {"chunks": chunks, **FLOAT_COMPRESSION}
+    return {"chunks": array.shape, **COMPRESSION}
 TABLE_CHUNK_BYTES = 1 << 18
 """Appendable tables are chunked by about this many bytes per column."""
 
@@ -63,10 +78,7 @@ class ArtifactWriter:
     def add(self, group: str, name: str, array: np.ndarray, **attrs: Any) -> h5py.Dataset:
         """Store one per-image array as ``/<group>/<name>``, one chunk per image, compressed."""
         array = np.ascontiguousarray(array)
-        kwargs = dict(COMPRESSION) if array.size > 0 else {}
-        ds = self._file.require_group(group).create_dataset(
-            name, data=array, chunks=array.shape if array.size > 0 else None, **kwargs
-        )
+        ds = self._file.require_group(group).create_dataset(name, data=array, **storage(array))
         for key, value in attrs.items():
             ds.attrs[key] = value
         return ds
@@ -291,9 +303,7 @@ def describe(path: str | os.PathLike, limit: int | None = 10) -> str:
                         lines.append(f"{indent}  @{key} = {obj.attrs[key]}")
                     walk(obj, depth + 1)
                 else:
-                    comp = obj.compression or "none"
-                    if obj.compression_opts is not None:
-                        comp += f"({obj.compression_opts})"
+                    comp = _filters(obj)
                     chunks = "x".join(map(str, obj.chunks)) if obj.chunks else "contiguous"
                     lines.append(
                         f"{indent}{name}  shape={obj.shape} dtype={obj.dtype} chunks={chunks} compression={comp}"
@@ -305,3 +315,21 @@ def describe(path: str | os.PathLike, limit: int | None = 10) -> str:
 
         walk(f, 1)
     return "\n".join(lines)
+
+
+def _filters(ds: h5py.Dataset) -> str:
+    """The dataset's filter pipeline in words, e.g. ``blosc(zstd 1, shuffle)`` or ``gzip(1)+shuffle``."""
+    plist = ds.id.get_create_plist()
+    names = []
+    for i in range(plist.get_nfilters()):
+        code, _, values, _ = plist.get_filter(i)
+        if code == 32001 and len(values) >= 7:  # Blosc: (..., clevel, shuffle, compressor)
+            cname = {0: "blosclz", 1: "lz4", 2: "lz4hc", 4: "zlib", 5: "zstd"}.get(values[6], str(values[6]))
+            names.append(f"blosc({cname} {values[4]}, {('noshuffle', 'shuffle', 'bitshuffle')[values[5]]})")
+        elif code == h5py.h5z.FILTER_DEFLATE:
+            names.append(f"gzip({values[0]})" if values else "gzip")
+        elif code == h5py.h5z.FILTER_SHUFFLE:
+            names.append("shuffle")
+        else:
+            names.append(f"filter {code}")
+    return "+".join(names) or "none"
