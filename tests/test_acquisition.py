@@ -415,7 +415,8 @@ def test_statistics_stored_by_merge_select_as_computed_ones(pool, tmp_path, stra
     from adaspx import pipeline
 
     regions = tmp_path / "regions.h5"
-    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, entropy=strategy == "entropy")
+    extras = {"entropy": strategy == "entropy", "official_counts": strategy == "class_balanced_official"}
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, **extras)
     _without_stats(regions, tmp_path / "plain.h5")
     args = dict(strategy=strategy, budget=6, seed=0, round=1, click_cost="classes", size_exponent=0.5)
     stored, computed = tmp_path / "stored.csv", tmp_path / "computed.csv"
@@ -438,7 +439,8 @@ def test_merge_statistics_equal_region_stats_of_the_merged_map(pool, tmp_path):
     from adaspx.merge import region_stats
 
     regions = tmp_path / "regions.h5"
-    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, entropy=True)
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, entropy=True,
+                               official_counts=True)  # fmt: skip
     with Artifact(regions) as r, Artifact(pool / "probs.h5") as p:
         stats, per_image = r.table("stats"), r.table("image_stats")
         for j, name in enumerate(per_image["image"].astype(str)):

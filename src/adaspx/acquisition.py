@@ -127,7 +127,7 @@ def dense_index(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 
 def region_features(
-    labels: np.ndarray, probs: np.ndarray, stats, stride: int, *, entropy: bool = False
+    labels: np.ndarray, probs: np.ndarray, stats, stride: int, *, entropy: bool = False, official: bool = False
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """What acquisition needs to know of one image's regions, from their :class:`adaspx.merge.RegionStats`.
 
@@ -135,8 +135,8 @@ def region_features(
     at ``stride`` (label pixel (y, x) reads (y // stride, x // stride)). Returns the per-region columns ``region``,
     ``size``, ``uncertainty``, ``predicted``, ``classes`` (distinct per-pixel argmax classes in the region, the
     ``classes`` click estimate) and, with ``entropy``, ``entropy`` (mean per-pixel entropy); and the per-image
-    ``class_pixels`` (argmax pixel counts per class) and ``class_pixels_half`` (the same on every second row and
-    column, the reference code's half-resolution counts).
+    ``class_pixels`` (argmax pixel counts per class) and, with ``official``, ``class_pixels_half`` (the same on every
+    second row and column: the reference code's half-resolution counts, for ``class_balanced_official``).
     """
     hist = stats.class_hist
     columns = {
@@ -146,18 +146,20 @@ def region_features(
         "predicted": stats.predicted,
         "classes": (hist > 0).sum(axis=1).astype(np.int64),
     }
-    c = probs.shape[0]
-    am = probs.argmax(axis=0)
-    rows = np.arange(0, labels.shape[0], 2) // stride
-    cols = np.arange(0, labels.shape[1], 2) // stride
-    half = np.bincount(am[rows[:, None], cols[None, :]].ravel(), minlength=c)[:c]
+    per_image = {"class_pixels": hist.sum(axis=0).astype(np.int64)}
+    if official:
+        c = probs.shape[0]
+        rows = np.arange(0, labels.shape[0], 2) // stride
+        cols = np.arange(0, labels.shape[1], 2) // stride
+        am = probs[:, rows[:, None], cols[None, :]].argmax(axis=0)
+        per_image["class_pixels_half"] = np.bincount(am.ravel(), minlength=c)[:c].astype(np.int64)
     if entropy:
         ent = pixel_entropy(probs, axis=0)
         if stride > 1:
             ent = ent[(np.arange(labels.shape[0]) // stride)[:, None], (np.arange(labels.shape[1]) // stride)[None, :]]
         dense = dense_index(labels, stats.ids).ravel()
         columns["entropy"] = np.bincount(dense, weights=ent.ravel(), minlength=len(stats.ids)) / stats.counts
-    return columns, {"class_pixels": hist.sum(axis=0).astype(np.int64), "class_pixels_half": half.astype(np.int64)}
+    return columns, per_image
 
 
 # ------------------------------------------------------------------------------------------------- costs

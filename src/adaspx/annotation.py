@@ -21,30 +21,31 @@ SIEVE_METHODS = ("knee", "knee_disagree")
 """``knee``: the reference. ``knee_disagree``: the knee plus pixels the model confidently gives another class."""
 
 
-def _region_rows(regions: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
-    """(H, W) int64: the position of each pixel's region in ``region_ids``, -1 for regions not listed."""
-    lo = min(int(regions.min()), int(region_ids.min())) if region_ids.size else 0
-    hi = max(int(regions.max()), int(region_ids.max())) if region_ids.size else 0
+def region_rows(regions: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
+    """(H, W) int64: the position of each pixel's region in the sorted, distinct ``region_ids``; -1 for other
+    regions. Computed once per image, it serves :func:`dominant_labels` and :func:`paint_answers`."""
+    region_ids = np.asarray(region_ids, dtype=np.int64)
+    if region_ids.size == 0:
+        return np.full(regions.shape, -1, dtype=np.int64)
+    lo = min(int(regions.min()), int(region_ids[0]))
+    hi = max(int(regions.max()), int(region_ids[-1]))
     if hi - lo >= 4 * regions.size + 1024:  # sparse ids: a binary search instead of a look-up table
-        order = np.argsort(region_ids, kind="stable")
-        pos = np.searchsorted(region_ids[order], regions)
-        pos_c = np.minimum(pos, region_ids.size - 1)
-        found = region_ids[order][pos_c] == regions
-        return np.where(found, order[pos_c], -1)
+        pos = np.minimum(np.searchsorted(region_ids, regions), region_ids.size - 1)
+        return np.where(region_ids[pos] == regions, pos, -1)
     lut = np.full(hi - lo + 1, -1, dtype=np.int64)
     lut[region_ids - lo] = np.arange(region_ids.size)
-    return lut[regions.astype(np.int64, copy=False) - lo]
+    return lut[regions - lo]
 
 
-def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
+def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray, where=None) -> np.ndarray:
     """(len(region_ids), 256) ground-truth value counts of each queried region; unknown ids raise ValueError."""
     region_ids = np.asarray(region_ids, dtype=np.int64)
     if regions.shape != gt.shape:
         raise ValueError(f"region map {regions.shape} and ground truth {gt.shape} differ in shape")
     if region_ids.size == 0:
         return np.zeros((0, 256), dtype=np.int64)
-    uniq, first = np.unique(region_ids, return_index=True)
-    rows = _region_rows(regions, uniq)
+    uniq = np.unique(region_ids)
+    rows = region_rows(regions, uniq) if where is None else where
     inside = rows >= 0
     hist = np.bincount(rows[inside] * 256 + gt[inside], minlength=uniq.size * 256).reshape(uniq.size, 256)
     missing = hist.sum(axis=1) == 0
@@ -53,25 +54,30 @@ def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> 
     return hist[np.searchsorted(uniq, region_ids)]
 
 
-def paint_answers(answer_map: np.ndarray, regions: np.ndarray, region_ids: np.ndarray, rows: np.ndarray) -> None:
+def paint_answers(
+    answer_map: np.ndarray, regions: np.ndarray, region_ids: np.ndarray, rows: np.ndarray, *, where=None
+) -> None:
     """Point every pixel of each answered region at its answer row, in place (a later row wins over an earlier
-    one, and over the map's previous answers)."""
+    one, and over the map's previous answers). ``where``: :func:`region_rows` of the distinct ids, if at hand."""
     region_ids = np.asarray(region_ids, dtype=np.int64)
     if region_ids.size == 0:
         return
     # the last listing of a region wins, as painting the regions one after the other would
     uniq, last = np.unique(region_ids[::-1], return_index=True)
-    where = _region_rows(regions, uniq)
+    where = region_rows(regions, uniq) if where is None else where
     inside = where >= 0
     answer_map[inside] = np.asarray(rows, dtype=answer_map.dtype)[::-1][last][where[inside]]
 
 
-def dominant_labels(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def dominant_labels(
+    regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray, *, where=None
+) -> tuple[np.ndarray, np.ndarray]:
     """Most frequent ground-truth value (void 255 counted as a value) and pixel count of each queried region.
 
-    Ties go to the smaller value. A region id absent from ``regions`` raises ValueError.
+    Ties go to the smaller value. A region id absent from ``regions`` raises ValueError. ``where``: the
+    :func:`region_rows` of the distinct ``region_ids``, if at hand.
     """
-    sub = _histograms(regions, gt, region_ids)
+    sub = _histograms(regions, gt, region_ids, where)
     return sub.argmax(axis=1).astype(np.uint8), sub.sum(axis=1).astype(np.int64)
 
 
@@ -130,32 +136,57 @@ def sieve_mask(
     """
     from adaspx.artifacts import lookup
 
+    drop = np.zeros(answer_map.shape, dtype=bool)
+    answered = np.flatnonzero(answer_map.ravel() >= 0)
+    probs_here = lookup(probs, answered, answer_map.shape[1], stride)
+    drop.ravel()[answered] = sieve_answered(
+        answer_map.ravel()[answered],
+        labels,
+        probs_here,
+        min_pixels,
+        method=method,
+        disagree_threshold=disagree_threshold,
+        rows=rows,
+    )
+    return drop
+
+
+def sieve_answered(
+    pixel_rows: np.ndarray,
+    labels: np.ndarray,
+    probs: np.ndarray,
+    min_pixels: int,
+    *,
+    method: str = "knee",
+    disagree_threshold: float = 0.5,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`sieve_mask` on the answered pixels of an image only: ``pixel_rows`` (n,) is the answer row of each,
+    in raster order, and ``probs`` (C, n) their probabilities. Returns the (n,) boolean mask of pixels to drop.
+
+    This is the whole computation: the probabilities of unanswered pixels are never needed, so a stage can decode
+    just these columns of a stored probability array.
+    """
     if method not in SIEVE_METHODS:
         raise ValueError(f"sieve method {method!r} unknown; expected one of {', '.join(SIEVE_METHODS)}")
-    drop = np.zeros(answer_map.shape, dtype=bool)
-    flat = answer_map.ravel()
-    answered = np.flatnonzero(flat >= 0)
-    by_row = answered[np.argsort(flat[answered], kind="stable")]  # answered pixels, grouped by row, raster order
-    rows_here, starts, counts = np.unique(flat[by_row], return_index=True, return_counts=True)
-    width = answer_map.shape[1]
+    drop = np.zeros(pixel_rows.shape, dtype=bool)
+    order = np.argsort(pixel_rows, kind="stable")  # grouped by row, raster order within a row
+    rows_here, starts, counts = np.unique(pixel_rows[order], return_index=True, return_counts=True)
     if method == "knee_disagree" and rows_here.size:
         top = probs.argmax(axis=0)
         top_p = np.take_along_axis(probs, top[None], axis=0)[0]
-    drop_flat = drop.ravel()
     allowed = None if rows is None else set(np.asarray(rows).tolist())
     for row, start, count in zip(rows_here.tolist(), starts.tolist(), counts.tolist(), strict=True):
         lab = int(labels[row])
         if lab == IGNORE_INDEX or count < min_pixels or (allowed is not None and row not in allowed):
             continue
-        pixels = by_row[start : start + count]
-        conf = lookup(probs[lab], pixels, width, stride)
+        pixels = order[start : start + count]
+        conf = probs[lab, pixels]
         thr = knee_threshold(conf)
         region_drop = conf < thr if thr is not None else np.zeros(conf.shape, dtype=bool)
         if method == "knee_disagree":
-            region_drop |= (lookup(top, pixels, width, stride) != lab) & (
-                lookup(top_p, pixels, width, stride) >= disagree_threshold
-            )
-        drop_flat[pixels] = region_drop
+            region_drop |= (top[pixels] != lab) & (top_p[pixels] >= disagree_threshold)
+        drop[pixels] = region_drop
     return drop
 
 

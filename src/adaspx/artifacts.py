@@ -74,14 +74,38 @@ class Probabilities:
     def get(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
         """float32 (C, h, w) probabilities of ``image_id`` at the stored stride, each vector renormalised to sum 1
         after the float16 round trip; ``shape`` is the image's label map shape, checked against the stride."""
-        raw = self._files.get("probs", image_id)  # names the files and the image when missing
+        return self.decode(image_id, self.read(image_id), shape)
+
+    def read(self, image_id: str) -> np.ndarray:
+        """The stored array of ``image_id`` as it is (float16); :meth:`decode` turns it into probabilities. Reading
+        and decoding are apart so that threads can decode while the calling thread reads the next image."""
+        return self._files.get("probs", image_id)  # names the files and the image when missing
+
+    def decode(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """:meth:`get` of an array from :meth:`read` (thread-safe: no file access)."""
+        self._check_shape(image_id, raw, shape)
+        return self._normalised(image_id, raw.astype(np.float32))
+
+    def at(self, image_id: str, shape: tuple[int, int], flat_pixels: np.ndarray) -> np.ndarray:
+        """float32 (C, n) probabilities of the label pixels given by their flat indices in the (H, W) label map:
+        the values :meth:`get` gives there, decoding only those columns (the whole array is checked for NaN)."""
+        raw = self.read(image_id)
+        self._check_shape(image_id, raw, shape)
+        bits = raw.view(np.uint16) if raw.dtype == np.float16 else None
+        if bits is not None and ((bits & 0x7C00) == 0x7C00).any():  # a float16 NaN or infinity somewhere
+            self._normalised(image_id, raw.astype(np.float32))  # raises, counting the pixels
+        return self._normalised(image_id, lookup(raw, flat_pixels, shape[1], self.stride).astype(np.float32))
+
+    def _check_shape(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> None:
         expected = stored_shape(shape, self.stride)
         if raw.ndim != 3 or raw.shape[1:] != expected:
             raise ArtifactError(
                 f"{self.path(image_id)}: image {image_id}: probabilities of shape {raw.shape} do not match its "
                 f"{shape[0]}x{shape[1]} label map at stride {self.stride} (expected (C, {expected[0]}, {expected[1]}))"
             )
-        p = raw.astype(np.float32)
+
+    def _normalised(self, image_id: str, p: np.ndarray) -> np.ndarray:
+        """Each vector (along axis 0) divided by its sum, in place; non-finite values are refused."""
         total = p.sum(axis=0, keepdims=True)
         if not np.isfinite(total).all():
             bad = int((~np.isfinite(total)).sum())
@@ -106,14 +130,36 @@ STATS_COLUMNS = ("region", "size", "uncertainty", "predicted", "classes")
 and ``image`` is the row of the image in ``/image_stats``."""
 
 
-def write_region_table(writer, image_id: str, columns: dict[str, np.ndarray], image_columns: dict[str, np.ndarray]):
-    """Append one image's per-region statistics to ``/stats`` and its per-image counts to ``/image_stats``
-    (``image``, ``start`` and ``count``: where its rows lie in ``/stats``)."""
-    index, start = writer.table_rows("image_stats"), writer.table_rows("stats")
-    n = len(columns["region"])
-    writer.append_rows("stats", {"image": np.full(n, index, dtype=np.int32), **columns})
-    row = {"image": np.asarray([image_id], dtype="S"), "start": np.asarray([start]), "count": np.asarray([n])}
-    writer.append_rows("image_stats", row | {k: np.asarray(v)[None] for k, v in image_columns.items()})
+class RegionTableWriter:
+    """Writes the ``/stats`` (one row per region) and ``/image_stats`` (one row per image: ``image``, where its
+    rows lie in ``/stats`` as ``start`` and ``count``, and its per-image counts) tables of a regions artifact.
+
+    Rows are buffered and appended in blocks of about ``block_rows`` regions: memory stays bounded by the block,
+    whatever the number of images, and HDF5 is not resized for every image.
+    """
+
+    def __init__(self, writer, block_rows: int = 1 << 16) -> None:
+        self.writer, self.block_rows = writer, block_rows
+        self.images = self.rows = 0
+        self._stats: list[dict[str, np.ndarray]] = []
+        self._image_stats: list[dict[str, np.ndarray]] = []
+        self._buffered = 0
+
+    def add(self, image_id: str, columns: dict[str, np.ndarray], image_columns: dict[str, np.ndarray]) -> None:
+        n = len(columns["region"])
+        self._stats.append({"image": np.full(n, self.images, dtype=np.int32), **columns})
+        row = {"image": np.asarray([image_id], dtype="S"), "start": np.asarray([self.rows]), "count": np.asarray([n])}
+        self._image_stats.append(row | {k: np.asarray(v)[None] for k, v in image_columns.items()})
+        self.images, self.rows, self._buffered = self.images + 1, self.rows + n, self._buffered + n
+        if self._buffered >= self.block_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        for name, parts in (("stats", self._stats), ("image_stats", self._image_stats)):
+            if parts:
+                self.writer.append_rows(name, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]})
+            parts.clear()
+        self._buffered = 0
 
 
 class RegionTable:
@@ -132,16 +178,17 @@ class RegionTable:
             for j, name in enumerate(table["image"].astype(str).tolist()):
                 self._where[name] = (part, j, int(table["start"][j]), int(table["count"][j]))
 
-    def get(self, image_id: str, columns: Sequence[str]) -> dict[str, np.ndarray] | None:
-        """The requested per-region columns of ``image_id``, plus ``class_pixels`` and ``class_pixels_half``
-        (per-class counts of the image's per-pixel argmax at label resolution, and on every second row and
-        column); None when the image or a column is missing."""
+    def get(self, image_id: str, columns: Sequence[str], image_columns: Sequence[str]) -> dict[str, np.ndarray] | None:
+        """The per-region ``columns`` and the per-image ``image_columns`` (``class_pixels``, ``class_pixels_half``:
+        see :func:`adaspx.acquisition.region_features`) of ``image_id``; None when the image or a column is
+        missing."""
         if image_id not in self._where:
             return None
         part, j, start, count = self._where[image_id]
         if any(c not in part._file["stats"] for c in columns):
             return None
+        if any(c not in part._file["image_stats"] for c in image_columns):
+            return None
         out = {c: part.rows("stats", c, start, start + count) for c in columns}
-        out["class_pixels"] = part.rows("image_stats", "class_pixels", j, j + 1)[0]
-        out["class_pixels_half"] = part.rows("image_stats", "class_pixels_half", j, j + 1)[0]
+        out.update({c: part.rows("image_stats", c, j, j + 1)[0] for c in image_columns})
         return out

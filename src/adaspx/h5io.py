@@ -22,13 +22,13 @@ import numpy as np
 
 from adaspx import __version__
 
-# Filters chosen by measurement at 1024x2048 (benchmarks/bench_storage.py, benchmarks/README.md "Storage"): gzip
-# costs 8-30x a pass over the data to decompress, Blosc a fraction of it. Probabilities (float): Blosc LZ4 with
-# byte shuffle, one chunk per class plane (about half gzip's read time again, as large single chunks are slow).
-# Integer maps and tables: Blosc Zstd level 1 with byte shuffle, as small as gzip and twice as fast to read. Other
-# HDF5 tools read them with HDF5_PLUGIN_PATH set to hdf5plugin's plugin folder (README, "Looking at the artifacts").
-FLOAT_COMPRESSION = dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
-COMPRESSION = dict(hdf5plugin.Blosc(cname="zstd", clevel=1, shuffle=hdf5plugin.Blosc.SHUFFLE))
+# One filter, chosen by measurement at 1024x2048 (benchmarks/bench_storage.py, benchmarks/README.md "Storage"):
+# Blosc LZ4 with byte shuffle. gzip costs 8-30x a pass over the data to decompress, Blosc LZ4 a fraction of it;
+# Zstd keeps integer maps about half as large (0.3 against 0.55 MB per 1024x2048 map, next to 5-15 MB of
+# probabilities) but takes 1.5x as long to write and read. Probabilities are chunked per class plane (about half the
+# read time of one large chunk). Other HDF5 tools read the files with HDF5_PLUGIN_PATH set to hdf5plugin's plugin
+# folder (README, "Looking at the artifacts").
+COMPRESSION = dict(hdf5plugin.Blosc(cname="lz4", clevel=5, shuffle=hdf5plugin.Blosc.SHUFFLE))
 
 
 def storage(array: np.ndarray) -> dict[str, Any]:
@@ -37,8 +37,10 @@ def storage(array: np.ndarray) -> dict[str, Any]:
         return {}
     if array.dtype.kind == "f":
         chunks = (1, *array.shape[1:]) if array.ndim == 3 else array.shape
-        return {"chunks": chunks, **FLOAT_COMPRESSION}
+        return {"chunks": chunks, **COMPRESSION}
     return {"chunks": array.shape, **COMPRESSION}
+
+
 TABLE_CHUNK_BYTES = 1 << 18
 """Appendable tables are chunked by about this many bytes per column."""
 
@@ -118,11 +120,6 @@ class ArtifactWriter:
             start = ds.shape[0]
             ds.resize(start + len(values), axis=0)
             ds[start:] = values
-
-    def table_rows(self, name: str) -> int:
-        """Rows written so far to the table ``name`` (0 before the first)."""
-        group = self._file.get(name)
-        return 0 if group is None or not len(group) else group[next(iter(group))].shape[0]
 
     @property
     def attrs(self) -> h5py.AttributeManager:

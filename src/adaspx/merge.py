@@ -28,13 +28,13 @@ not-yet-absorbed region reachable from it through not-yet-absorbed regions w wit
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+
+from adaspx.parallel import ordered_map, usable_cores
 
 try:  # compiled kernel (src/adaspx/_merge.pyx); the NumPy path below is only a fallback
     from adaspx import _merge as _kernel
@@ -486,14 +486,16 @@ def adaptive_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None)
     return _merge_one(labels, probs, eps, channel_axis, max_visited, 0, False)
 
 
-def region_stats_and_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None):
+def region_stats_and_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None, exact=False, threads=None):
     """:func:`adaptive_merge` plus the :class:`RegionStats` of the merged regions, in one pass over ``probs``.
 
     The merged regions' statistics are aggregated from the base regions' sums (counts, probability sums,
     p_(2)/p_(1) sums, argmax histograms), so they equal :func:`region_stats` on the merged map up to float
-    rounding. Returns ``(merged_labels, merged_stats)``.
+    rounding; with ``exact``, a second pass over ``probs`` computes them as :func:`region_stats` does, bit for bit.
+    ``threads``: OpenMP threads of the kernel (None: ``OMP_NUM_THREADS`` or every core; 1 gives bit-identical
+    results on any machine). Returns ``(merged_labels, merged_stats)``.
     """
-    return _merge_one(labels, probs, eps, channel_axis, max_visited, 0, True)
+    return _merge_one(labels, probs, eps, channel_axis, max_visited, _threads(threads), "exact" if exact else True)
 
 
 def merge_many(
@@ -518,27 +520,17 @@ def merge_many(
     """
     eps = _check_eps(eps)
     _check_max_visited(max_visited)
-    workers = _threads(threads) or _usable_cores()
+    workers = _threads(threads) or usable_cores()
     return _merge_many(pairs, eps, workers, channel_axis, max_visited, with_stats)
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0)) or 1
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _merge_many(pairs, eps, workers, channel_axis, max_visited, with_stats):
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pending: deque = deque()
-        for labels, probs in pairs:
-            stats = "exact" if with_stats else False
-            pending.append(pool.submit(_merge_one, labels, probs, eps, channel_axis, max_visited, 1, stats))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    stats = "exact" if with_stats else False
+
+    def one(labels, probs):
+        return _merge_one(labels, probs, eps, channel_axis, max_visited, 1, stats)
+
+    return ordered_map(one, pairs, workers)
 
 
 def js_distance(p, q) -> float:

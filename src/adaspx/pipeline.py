@@ -28,8 +28,8 @@ from adaspx.artifacts import (
     STATS_COLUMNS,
     Probabilities,
     RegionTable,
+    RegionTableWriter,
     at_label_resolution,
-    write_region_table,
 )
 from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact, write_csv, write_json
 
@@ -311,38 +311,52 @@ def merge_superpixels(
     max_visited: int | None = None,
     threads: int | None = None,
     entropy: bool = False,
+    official_counts: bool = False,
     config=None,
     **attrs: Any,
 ) -> None:
     """Adaptive regions of one pool shard, and their statistics for acquisition (``/stats``, ``/image_stats``; see
-    :func:`adaspx.acquisition.region_features`; ``entropy`` adds the regions' mean entropy)."""
-    from collections import deque
+    :func:`adaspx.acquisition.region_features`: ``entropy`` adds the regions' mean entropy, ``official_counts``
+    the reference's half-resolution class counts).
 
-    from adaspx.merge import merge_many
+    The calling thread reads and writes; ``threads`` workers (default: every usable core) each decode, merge and
+    describe one image at a time, single-threaded, so the result does not depend on their number.
+    """
+    from adaspx.merge import _check_eps, _check_max_visited, region_stats_and_merge
+    from adaspx.parallel import ordered_map, usable_cores
 
+    eps = _check_eps(eps)
+    _check_max_visited(max_visited)
     with (
         Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
         Probabilities([probs_path]) as probs,
         ArtifactWriter(out, SCHEMA_REGIONS, config=config, eps=eps, **attrs) as w,
     ):
-        names = base.names("labels")
-        in_flight: deque = deque()  # the probabilities of the images merge_many holds, for their statistics
 
-        def pairs():
-            for name in names:
-                labels = base.get("labels", name)
-                in_flight.append(probs.get(name, labels.shape))
-                yield labels, in_flight[-1]
+        def merge_one(image_id: str, labels: np.ndarray, raw: np.ndarray):
+            p = probs.decode(image_id, raw, labels.shape)
+            merged, stats = region_stats_and_merge(
+                labels, p, eps, channel_axis=0, max_visited=max_visited, exact=True, threads=1
+            )
+            features = acquisition.region_features(
+                merged, p, stats, probs.stride, entropy=entropy, official=official_counts
+            )
+            return image_id, merged, len(stats.ids), features
+
+        def inputs():
+            for image_id in base.names("labels"):
+                yield image_id, base.get("labels", image_id), probs.read(image_id)
 
         n_base = n_merged = 0
-        results = merge_many(pairs(), eps, threads, channel_axis=0, max_visited=max_visited, with_stats=True)
-        for image_id, (merged, stats) in zip(_progress(names, "merge"), results, strict=True):
-            p = in_flight.popleft()
+        table = RegionTableWriter(w)
+        for image_id, merged, regions, (columns, per_image) in _progress(
+            ordered_map(merge_one, inputs(), threads or usable_cores()), "merge"
+        ):
             base_regions = int(base.dataset("labels", image_id).attrs["regions"])
-            w.add("labels", image_id, merged, regions=len(stats.ids), base_regions=base_regions)
-            columns, per_image = acquisition.region_features(merged, p, stats, probs.stride, entropy=entropy)
-            write_region_table(w, image_id, columns, per_image)
-            n_base, n_merged = n_base + base_regions, n_merged + len(stats.ids)
+            w.add("labels", image_id, merged, regions=regions, base_regions=base_regions)
+            table.add(image_id, columns, per_image)
+            n_base, n_merged = n_base + base_regions, n_merged + regions
+        table.flush()
         log.info("merged %d base regions into %d regions", n_base, n_merged)
 
 
@@ -404,6 +418,8 @@ def acquire(
     # them with the same model); base and oracle regions are scored from the probabilities.
     need_stats = strategy != "random" or (bool(probs_paths) and (click_cost == "classes" or max_per_class is not None))
     columns = STATS_COLUMNS + (("entropy",) if strategy == "entropy" else ())
+    official = strategy == "class_balanced_official"
+    image_columns = ("class_pixels",) + (("class_pixels_half",) if official else ())
     keys = ("image", "region", "size", "uncertainty", "predicted", "labeled", "entropy", "classes")
     cols: dict[str, list] = {k: [] for k in keys}
     class_pixels = np.zeros(num_classes, dtype=np.int64)
@@ -418,7 +434,7 @@ def acquire(
         answers = stack.enter_context(Artifact(answers_path, SCHEMA_ANSWERS)) if answers_path else None
         for image_id in _progress(ids, "acquire"):
             labels = None
-            feats = table.get(image_id, columns) if need_stats else None
+            feats = table.get(image_id, columns, image_columns) if need_stats else None
             if feats is None and need_stats and probs is None and strategy != "random":
                 raise ArtifactError(
                     f"{_where(regions, image_id)}: image {image_id}: no region statistics, and acquisition "
@@ -431,7 +447,7 @@ def acquire(
                 p = probs.get(image_id, labels.shape)
                 stats = region_stats(labels, p, channel_axis=0)
                 feats, per_image = acquisition.region_features(
-                    labels, p, stats, probs.stride, entropy=strategy == "entropy"
+                    labels, p, stats, probs.stride, entropy=strategy == "entropy", official=official
                 )
                 feats.update(per_image)
             modelled = feats is not None  # a model's statistics (none in the warm-up)
@@ -440,7 +456,8 @@ def acquire(
                 unc, pred, n_classes = feats["uncertainty"], feats["predicted"], feats["classes"]
                 ent = feats["entropy"] if strategy == "entropy" else np.full(len(rid), np.nan)
                 class_pixels += feats["class_pixels"]
-                half_res_pixels += feats["class_pixels_half"]
+                if official:
+                    half_res_pixels += feats["class_pixels_half"]
             else:
                 labels = regions.get("labels", image_id)
                 rid, size = np.unique(labels, return_counts=True)
@@ -627,14 +644,15 @@ def annotate(
                         f"label is {gt.shape}"
                     )
                 rids = sel["region"].to_numpy(np.int64)
+                where = annotation.region_rows(rmap, np.unique(rids))
                 try:
-                    labels, pixels = annotation.dominant_labels(rmap, gt, rids)
+                    labels, pixels = annotation.dominant_labels(rmap, gt, rids, where=where)
                 except ValueError as err:
                     raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
                 first = len(previous) + len(new_rows)
                 if amap is None:
                     amap = np.full(gt.shape, -1, dtype=np.int32)
-                annotation.paint_answers(amap, rmap, rids, np.arange(first, first + len(rids)))
+                annotation.paint_answers(amap, rmap, rids, np.arange(first, first + len(rids)), where=where)
                 labels_of_row[first : first + len(rids)] = labels
                 charged = sel["charged" if click_cost == "classes" else "clicks"]
                 for rid, lab, npx, clicks in zip(rids, labels, pixels, charged, strict=True):
@@ -651,18 +669,17 @@ def annotate(
                 gt = ds.label(image_id) if gt is None else gt
                 _count(before, target, gt, c)
             if probs is not None and labeled:
-                p = probs.get(image_id, amap.shape)
-                drop = annotation.sieve_mask(
-                    amap,
+                answered = np.flatnonzero(amap.ravel() >= 0)
+                drop = annotation.sieve_answered(
+                    amap.ravel()[answered],
                     labels_of_row,
-                    p,
+                    probs.at(image_id, amap.shape, answered),
                     min_pixels,
                     method=sieve_method,
                     disagree_threshold=disagree_threshold,
                     rows=np.arange(len(previous), len(labels_of_row)) if frozen is not None else None,
-                    stride=probs.stride,
                 )
-                target[drop] = IGNORE_INDEX
+                target.ravel()[answered[drop]] = IGNORE_INDEX
                 if frozen is not None:  # earlier answers keep the sieving of their own round
                     old = (amap >= 0) & (amap < len(previous))
                     target[old] = frozen.get("labels", image_id)[old]

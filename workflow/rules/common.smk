@@ -98,13 +98,15 @@ def acquire_probs(w):
     return previous_probs(w)
 
 
-def merge_entropy(w):
-    """The merge also stores mean region entropies when an experiment reading its regions scores by entropy
-    (round 0's regions serve every adaptive experiment of the seed)."""
+def merge_statistics(w):
+    """Optional region statistics the merge stores for the experiments that read its regions (round 0's regions
+    serve every adaptive experiment of the seed): mean entropies, the reference's half-resolution class counts."""
     users = EXPERIMENTS.values() if w.experiment == WARMUP else [experiment(w.experiment)]
-    return any(
-        e["regions"] == "adaptive" and e["acquisition"] == "entropy" for e in users
-    )
+    strategies = {e["acquisition"] for e in users if e["regions"] == "adaptive"}
+    return {
+        "entropy": "entropy" in strategies,
+        "official_counts": "class_balanced_official" in strategies,
+    }
 
 
 def sieve_probs(w):

@@ -13,6 +13,6 @@ rule merge_superpixels:
     threads: 2
     params:
         merge=config["merge"],
-        entropy=merge_entropy,
+        statistics=merge_statistics,
     script:
         "../scripts/merge_superpixels.py"

@@ -9,7 +9,7 @@ with log_to(snakemake.log[0]):
         eps=snakemake.params.merge["eps"],
         max_visited=snakemake.params.merge.get("max_visited"),
         threads=snakemake.threads,
-        entropy=snakemake.params.entropy,
+        **snakemake.params.statistics,
         config=snakemake.params.merge,
         experiment=w.experiment,
         seed=int(w.seed),
