@@ -91,7 +91,8 @@ def previous_probs(w):
 
 def acquire_probs(w):
     """Scores need region statistics: adaptive regions carry them (merge_superpixels), base and oracle regions
-    are scored from the previous round's probabilities. Random selection uses no model."""
+    are scored from the previous round's probabilities. Random selection uses no model.
+    """
     exp = experiment(w.experiment)
     if exp["acquisition"] == "random" or exp["regions"] == "adaptive":
         return []
@@ -100,8 +101,11 @@ def acquire_probs(w):
 
 def merge_statistics(w):
     """Optional region statistics the merge stores for the experiments that read its regions (round 0's regions
-    serve every adaptive experiment of the seed): mean entropies, the reference's half-resolution class counts."""
-    users = EXPERIMENTS.values() if w.experiment == WARMUP else [experiment(w.experiment)]
+    serve every adaptive experiment of the seed): mean entropies, the reference's half-resolution class counts.
+    """
+    users = (
+        EXPERIMENTS.values() if w.experiment == WARMUP else [experiment(w.experiment)]
+    )
     strategies = {e["acquisition"] for e in users if e["regions"] == "adaptive"}
     return {
         "entropy": "entropy" in strategies,
