@@ -201,3 +201,26 @@ def test_classes_cost_spends_every_budget_exactly_on_official_oracle_regions(tmp
             assert answers.loc[answers["round"] == r, "clicks"].sum() == 10
     with h5py.File(tmp_path / R / "superpixels/oracle_shard0.h5") as f:
         assert json.loads(f.attrs["config"]) == {"oracle": "official"}
+
+
+def test_every_job_writes_its_benchmark(tiny_run):
+    # runtime and peak memory of every job are on disk, beside the job's outputs
+    found = {re.sub(r"_shard\d+$", "", p.stem) for p in (tiny_run / R).rglob("benchmarks/*.tsv")}
+    ran = {"synthesize_dataset", "prepare_dataset", "base_superpixels", "oracle_superpixels", "train", "evaluate",
+           "infer", "merge_superpixels", "acquire", "annotate", "summarize"}  # fmt: skip
+    assert found == ran
+    table = pd.read_csv(next((tiny_run / R).rglob("benchmarks/annotate.tsv")), sep="\t")
+    assert {"s", "max_rss"} <= set(table.columns)
+
+
+def test_round_zero_regions_are_merged_once_per_seed(tmp_path):
+    # two adaptive experiments share the warm-up's adaptive regions: round 0 is merged once per seed and shard
+    config = copy.deepcopy(TINY_CONFIG)
+    config["experiments"] = [
+        {"name": "cb_adaptive", "regions": "adaptive", "acquisition": "class_balanced"},
+        {"name": "margin_adaptive", "regions": "adaptive", "acquisition": "margin"},
+    ]
+    proc = run_snakemake(tmp_path, config, "-n", "--quiet", "rules")
+    planned = planned_rules(proc.stdout + proc.stderr)
+    # 2 shards x (round 0 once + round 1 of each experiment); round 2's regions are not needed
+    assert planned["merge_superpixels"] == 2 * (1 + 2)
