@@ -69,7 +69,7 @@ def test_adaptive_regions_are_unions_of_base_superpixels(tiny_run):
     with h5py.File(d / "regions_shard0.h5") as f, h5py.File(tiny_run / R / "superpixels/base_shard0.h5") as b:
         assert f.attrs["schema"] == "adaspx.regions/1" and f.attrs["round"] == 1
         assert set(f["stats"].keys()) >= {"image", "region", "size", "uncertainty", "predicted", "classes"}
-        assert set(f["image_stats"].keys()) >= {"image", "start", "count", "class_pixels", "class_pixels_half"}
+        assert set(f["image_stats"].keys()) >= {"image", "start", "count", "class_pixels"}
         for name in f["labels"]:
             merged, base = f["labels"][name][()], b["labels"][name][()]
             assert merged.shape == base.shape
