@@ -14,7 +14,7 @@ def test_artifact_round_trip_with_conventions(tmp_path):
     labels = np.arange(12, dtype=np.int32).reshape(3, 4)
     with ArtifactWriter(path, "adaspx.superpixels/1", config={"method": "slic"}, round=2, experiment="x") as w:
         w.add("labels", "img_a", labels)
-        w.add_table("stats", {"region": np.arange(3), "size": np.ones(3)})
+        w.append_rows("stats", {"region": np.arange(3), "size": np.ones(3)})
     with h5py.File(path) as f:
         assert f.attrs["schema"] == "adaspx.superpixels/1"
         assert f.attrs["adaspx_version"] == __version__

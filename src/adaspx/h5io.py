@@ -85,16 +85,6 @@ class ArtifactWriter:
             ds.attrs[key] = value
         return ds
 
-    def add_table(self, name: str, columns: Mapping[str, np.ndarray]) -> None:
-        """Store a table as a group of equal-length 1-D column datasets (``/<name>/<column>``)."""
-        lengths = {len(v) for v in columns.values()}
-        if len(lengths) > 1:
-            raise ValueError(f"table {name!r}: columns of different lengths {sorted(lengths)}")
-        group = self._file.require_group(name)
-        for col, values in columns.items():
-            values = np.ascontiguousarray(values)
-            group.create_dataset(col, data=values, **(COMPRESSION if values.size > 0 else {}))
-
     def append_rows(self, name: str, columns: Mapping[str, np.ndarray]) -> None:
         """Append rows to a table of resizable column datasets (``/<name>/<column>``), creating it on first use:
         a table written image by image is never held whole in memory. Columns may be 2-D (one row per entry)."""
