@@ -1,3 +1,4 @@
+import hdf5plugin  # noqa: F401  (registers the Blosc filter: tests read artifacts with plain h5py, as users do)
 import pytest
 from workflow_helpers import TINY_CONFIG, run_snakemake
 
