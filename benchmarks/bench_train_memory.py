@@ -3,11 +3,13 @@
 Writes ``--images`` synthetic street scenes of ``--height`` x ``--width`` as PNG files with sparse targets in an
 HDF5 artifact (as the workflow does), then trains the small model for ``--iterations`` iterations of batch 8 on
 256x256 crops twice, each in a fresh process so that its peak RSS (ru_maxrss) is its own: once with every image
-and target read into lists first (how the workflow trained before LazyArrays), once with lazy sequences (how it
-trains now, with a read-ahead cache of ``--cache-gb``; the workflow's is 1 GiB, and a pool this small would fit in
-it). Prints peak RSS, the baseline RSS before training and the wall time of each, and their ratios.
+and target read into lists first (how the workflow trained before LazyArrays), once with lazy sequences read by
+``--workers`` DataLoader worker processes (how the workflow trains now: images through ``LazyArrays``, targets through
+``H5Arrays``). Prints peak RSS of the training process (a worker holds one
+batch at a time besides its imports), the baseline RSS before training and the wall time of each, and their
+ratios.
 
-    .venv/bin/python benchmarks/bench_train_memory.py [--images 300] [--height 1024] [--width 1024] [--cache-gb 0.25]
+    .venv/bin/python benchmarks/bench_train_memory.py [--images 300] [--height 1024] [--width 1024] [--workers 1]
 """
 
 from __future__ import annotations
@@ -43,11 +45,11 @@ def write_pool(root: Path, n: int, height: int, width: int) -> None:
             w.add("labels", f"{i:04d}", target)
 
 
-def one(root: Path, lazy: bool, iterations: int, cache_gb: float) -> dict:
+def one(root: Path, lazy: bool, iterations: int, workers: int) -> dict:
     from PIL import Image
 
     from adaspx.h5io import Artifact
-    from adaspx.training import LazyArrays, TrainConfig, train_model
+    from adaspx.training import H5Arrays, LazyArrays, TrainConfig, train_model
 
     def read_image(key: str) -> np.ndarray:
         return np.asarray(Image.open(root / "images" / f"{key}.png").convert("RGB"))
@@ -57,12 +59,12 @@ def one(root: Path, lazy: bool, iterations: int, cache_gb: float) -> dict:
     t0 = time.perf_counter()
     with Artifact(root / "targets.h5") as t:
         keys = sorted(t.names("labels"))
-        if lazy:
-            images, targets = LazyArrays(keys, read_image), LazyArrays(keys, lambda k: t.get("labels", k))
-        else:
+        if not lazy:
             images, targets = [read_image(k) for k in keys], [t.get("labels", k) for k in keys]
-        cache = int(cache_gb * 2**30)
-        train_model(images, targets, num_classes=8, config=config, seed=0, threads=1, progress=False, cache_bytes=cache)
+    if lazy:
+        images, targets = LazyArrays(keys, read_image), H5Arrays(root / "targets.h5", "labels", keys)
+    n = workers if lazy else 0
+    train_model(images, targets, num_classes=8, config=config, seed=0, threads=1, workers=n, progress=False)
     return {
         "seconds": time.perf_counter() - t0,
         "peak_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
@@ -76,12 +78,12 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1024)
     ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--iterations", type=int, default=50)
-    ap.add_argument("--cache-gb", type=float, default=0.25)
+    ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--run", choices=["lists", "lazy"])
     ap.add_argument("--root")
     a = ap.parse_args()
     if a.run:
-        print(json.dumps(one(Path(a.root), a.run == "lazy", a.iterations, a.cache_gb)))
+        print(json.dumps(one(Path(a.root), a.run == "lazy", a.iterations, a.workers)))
         return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -91,7 +93,7 @@ def main() -> None:
         r = {}
         for run in ("lists", "lazy"):
             cmd = [sys.executable, __file__, "--run", run, "--root", tmp, "--iterations", str(a.iterations),
-                   "--cache-gb", str(a.cache_gb)]  # fmt: skip
+                   "--workers", str(a.workers)]  # fmt: skip
             r[run] = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
             print(f"{run:6s} peak {r[run]['peak_gb']:.2f} GB (before training {r[run]['base_gb']:.2f} GB), "
                   f"{r[run]['seconds']:.1f} s")  # fmt: skip

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from adaspx import IGNORE_INDEX
+from adaspx.h5io import ArtifactError, ArtifactWriter
 from adaspx.models import MODELS, DeepLabV3Plus, SmallSegNet, build_model, count_parameters, torchvision_weights_file
 from adaspx.pipeline import at_label_resolution
 from adaspx.training import (
     CheckpointError,
+    H5Arrays,
     LazyArrays,
     TrainConfig,
     _loss,
     _Normalizer,
+    default_workers,
     load_checkpoint,
     point_logits,
     predict_probs,
@@ -351,7 +356,7 @@ def test_training_input_errors(toy):
 
 
 class CountingLoader:
-    """Items of a list read through a function, counting reads per key (threads may call it concurrently)."""
+    """Items of a list read through a function, counting reads per key."""
 
     def __init__(self, items):
         self.items, self.reads = items, {}
@@ -361,25 +366,88 @@ class CountingLoader:
         return self.items[key]
 
 
-@pytest.mark.parametrize("cache_bytes", [1 << 30, 0])
-def test_lazy_inputs_train_the_same_weights(toy, cache_bytes):
+def test_lazy_inputs_train_the_same_weights(toy):
     images, _, targets = toy
     config = TrainConfig(iterations=9, batch_size=3, lr=0.05, crop_size=(20, 28))
     kw = dict(num_classes=3, config=config, seed=5, threads=1, progress=False)
     expected = train_model(images, targets, **kw).state_dict()
     load_images, load_targets = CountingLoader(images), CountingLoader(targets)
     keys = list(range(len(images)))
-    state = train_model(
-        LazyArrays(keys, load_images), LazyArrays(keys, load_targets), **kw, cache_bytes=cache_bytes
-    ).state_dict()
+    state = train_model(LazyArrays(keys, load_images), LazyArrays(keys, load_targets), **kw).state_dict()
     assert all(torch.equal(state[k], expected[k]) for k in expected)
-    # 27 samples of 12 images: with a cache each image is read once; without one, at every use (and up to two
-    # batches read ahead when training ends)
-    reads = sum(load_images.reads.values())
-    if cache_bytes:
-        assert reads == 12
-    else:
-        assert 27 <= reads <= 27 + 6
+    # in-process loading, no cache: each of the 27 samples reads its image once; targets once more before training
+    assert sum(load_images.reads.values()) == 27
+    assert sum(load_targets.reads.values()) == 27 + 12
+
+
+def write_targets(path, targets):
+    with ArtifactWriter(path, "adaspx.targets/1") as w:
+        for k, target in enumerate(targets):
+            w.add("labels", f"t{k:02d}", target)
+    return [f"t{k:02d}" for k in range(len(targets))]
+
+
+def same_state(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_workers_train_the_same_weights(toy, tmp_path):
+    """Lists in this process, and lazy images with HDF5 targets read by two forked workers: the same weights."""
+    images, _, targets = toy
+    config = TrainConfig(iterations=5, batch_size=3, lr=0.05, crop_size=(20, 28))
+    kw = dict(num_classes=3, config=config, seed=2, threads=1, progress=False)
+    expected = train_model(images, targets, workers=0, **kw).state_dict()
+    keys = write_targets(tmp_path / "targets.h5", targets)
+    lazy_images = LazyArrays(keys, lambda key: images[int(key[1:])])
+    h5_targets = H5Arrays(tmp_path / "targets.h5", "labels", keys, schema="adaspx.targets/1")
+    state = train_model(lazy_images, h5_targets, workers=2, **kw).state_dict()
+    assert same_state(state, expected)
+    assert h5_targets._artifact is None  # closed before the workers were forked, and after training
+
+
+def test_resume_with_workers_is_exact(toy, tmp_path):
+    """The loader reads ahead of training; a checkpoint still holds the random state after the batches trained."""
+    images, _, targets = toy
+    config = TrainConfig(iterations=7, batch_size=2, lr=0.05, crop_size=24)
+    kw = dict(num_classes=3, config=config, seed=4, threads=1, progress=False)
+    expected = train_model(images, targets, workers=0, **kw).state_dict()
+    ckpt = tmp_path / "train_checkpoint.pt"
+    with pytest.raises(Crash):
+        train_model(images, targets, workers=2, **kw, checkpoint=ckpt, checkpoint_every=3, on_iteration=crash_after(4))
+    assert torch.load(ckpt, weights_only=True)["iteration"] == 3
+    done = []
+    resumed = train_model(
+        images, targets, workers=1, **kw, checkpoint=ckpt, checkpoint_every=3, on_iteration=done.append
+    )
+    assert done == [4, 5, 6, 7]
+    assert same_state(resumed.state_dict(), expected)
+
+
+def test_h5_arrays(toy, tmp_path):
+    _, labels, _ = toy
+    keys = write_targets(tmp_path / "t.h5", labels[:3])
+    arrays = H5Arrays(tmp_path / "t.h5", "labels", keys)
+    assert len(arrays) == 3 and np.array_equal(arrays[1], labels[1])
+    assert arrays._artifact is not None
+    copy = pickle.loads(pickle.dumps(arrays))  # the open handle stays behind
+    assert copy._artifact is None and np.array_equal(copy[2], labels[2])
+    part = arrays[1:]
+    assert isinstance(part, H5Arrays) and part.keys == keys[1:] and np.array_equal(part[0], labels[1])
+    arrays.close()
+    assert arrays._artifact is None and np.array_equal(arrays[0], labels[0])  # reopened
+    arrays._pid = -1  # as if the handle had been inherited from another process: opened anew, not reused
+    inherited = arrays._artifact
+    arrays[0]
+    assert arrays._artifact is not inherited
+    with pytest.raises(ArtifactError, match="schema"):
+        H5Arrays(tmp_path / "t.h5", "labels", keys, schema="adaspx.probs/1")[0]
+
+
+def test_default_workers_and_errors(toy):
+    assert [default_workers(t) for t in (None, 1, 2, 8)] == [0, 0, 1, 7]
+    images, _, targets = toy
+    with pytest.raises(ValueError, match="workers"):
+        train_model(images, targets, num_classes=3, config=FAST, seed=0, workers=-1)
 
 
 def test_lazy_input_errors_name_the_index(toy):

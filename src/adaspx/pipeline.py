@@ -185,7 +185,7 @@ def train(
     initial weights are ``previous_model`` when ``init`` is ``previous`` and one is given (rounds >= 1), else
     ``weights`` (the ``model.weights`` key: none, torchvision or a checkpoint path).
     """
-    from adaspx.training import LazyArrays, TrainConfig, save_checkpoint, train_model
+    from adaspx.training import H5Arrays, LazyArrays, TrainConfig, save_checkpoint, train_model
 
     params = dict(params)
     checkpoint_every = int(params.pop("checkpoint_every", 100))
@@ -196,23 +196,24 @@ def train(
     manifest = datasets.load_manifest(manifest_path)
     ds = _dataset(manifest, "pool")
     config = TrainConfig(model=model, **params)
-    # Images and targets are read as training needs them (read ahead, cache bounded): a Cityscapes-size pool is
-    # never held in memory. Only images with labeled pixels take part.
+    # Images and targets are read as batches need them, by the DataLoader's workers (the job's threads beyond the
+    # first): a Cityscapes-size pool is never held in memory. Only images with labeled pixels take part. The
+    # targets file is closed here; each worker opens its own handle (HDF5 is not fork-safe).
     with Artifact(targets_path, SCHEMA_TARGETS) as t:
         ids = [i for i in pool_ids(manifest) if (t.get("labels", i) != IGNORE_INDEX).any()]
-        log.info("training %s on %d images with labels, initial weights: %s", model, len(ids), initial or "random")
-        net = train_model(
-            LazyArrays(ids, ds.image),
-            LazyArrays(ids, lambda image_id: t.get("labels", image_id)),
-            num_classes=manifest["num_classes"],
-            config=config,
-            seed=seed,
-            threads=threads,
-            progress=progress,
-            weights=initial,
-            checkpoint=Path(model_out).with_name("train_checkpoint.pt"),
-            checkpoint_every=checkpoint_every,
-        )
+    log.info("training %s on %d images with labels, initial weights: %s", model, len(ids), initial or "random")
+    net = train_model(
+        LazyArrays(ids, ds.image),
+        H5Arrays(targets_path, "labels", ids, schema=SCHEMA_TARGETS),
+        num_classes=manifest["num_classes"],
+        config=config,
+        seed=seed,
+        threads=threads,
+        progress=progress,
+        weights=initial,
+        checkpoint=Path(model_out).with_name("train_checkpoint.pt"),
+        checkpoint_every=checkpoint_every,
+    )
     save_checkpoint(
         model_out,
         net,

@@ -1,8 +1,8 @@
 """Training from sparse labels, batched inference, and checkpoints.
 
-Everything here works on in-memory arrays: images are ``(H, W, 3)`` uint8 RGB, targets ``(H, W)`` uint8 class
-indices with 255 (:data:`adaspx.IGNORE_INDEX`) for unlabeled, sieved or void pixels. Reading datasets and
-writing HDF5 artifacts happens elsewhere.
+Everything here works on arrays: images are ``(H, W, 3)`` uint8 RGB, targets ``(H, W)`` uint8 class indices
+with 255 (:data:`adaspx.IGNORE_INDEX`) for unlabeled, sieved or void pixels. Reading datasets and writing HDF5
+artifacts happens elsewhere.
 
 Training is fresh every round (initialization from ``seed``), SGD with momentum and a poly learning-rate
 schedule, cross-entropy over the labeled pixels only. On CPU it is deterministic: the same inputs, seed and
@@ -25,12 +25,15 @@ On CUDA: bf16 autocast where supported (training and inference), ``channels_last
 batch transfers, cuDNN autotuning (results then are not bit-reproducible). ``threads`` sets torch's intra-op
 threads.
 
-Data: images and targets are sequences indexed like lists. In-memory lists are used as they are. A
-:class:`LazyArrays` sequence reads each item when it is needed (the workflow passes its images and targets that
-way, so that a Cityscapes-size pool is never held in memory): the items of the next batches are read ahead on
-background threads (decoding releases the GIL) and kept in a bounded cache, so that a small dataset is read
-once per training and a large one streams. Reading ahead does not touch the random generators: batches, crops
-and flips, and so the trained weights, are the same whether the inputs are lists or lazy.
+Data: images and targets are sequences indexed like lists. In-memory lists are used as they are;
+:class:`LazyArrays` (a key and a reader function per item) and :class:`H5Arrays` (arrays of an HDF5 artifact)
+read each item when a batch needs it, so that a Cityscapes-size pool is never held in memory. Batches come from a
+torch DataLoader whose worker processes read, decode, crop, flip and pad the images (by default one worker per
+thread of the job beyond the first). Every random number (image order, crop offsets, flips) is drawn in the main
+process, from target shapes recorded when the targets are validated, and handed to the workers as sample keys:
+the batches, and so the trained weights, are the same for lists and lazy inputs and for any number of workers.
+Nothing is cached beyond the batches the loader prepares ahead (two per worker); the operating system's page
+cache keeps a small dataset's files.
 """
 
 from __future__ import annotations
@@ -39,13 +42,14 @@ import hashlib
 import json
 import logging
 import math
+import multiprocessing as mp
 import os
 import sys
 import tempfile
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,9 +58,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
 from adaspx import IGNORE_INDEX
+from adaspx.h5io import Artifact
 from adaspx.models import MODELS, build_model, upsample_logits
 
 log = logging.getLogger(__name__)
@@ -137,6 +144,10 @@ class LazyArrays(Sequence):
 
     ``keys`` identify the items (image ids, file paths): a resumed training trusts that the data behind the same
     keys did not change, and hashes the keys instead of the pixels.
+
+    With loader workers (:func:`train_model`'s ``workers``), ``load`` runs in forked worker processes: it must
+    open what it reads there (a file path per call, as the dataset readers do), never use a handle opened in the
+    parent that is not safe across a fork, such as an open h5py file; read HDF5 arrays with :class:`H5Arrays`.
     """
 
     def __init__(self, keys: Sequence[Hashable], load: Callable[[Any], np.ndarray]) -> None:
@@ -150,6 +161,63 @@ class LazyArrays(Sequence):
         if isinstance(i, slice):
             return LazyArrays(self.keys[i], self.load)
         return self.load(self.keys[i])
+
+
+class H5Arrays(Sequence):
+    """The per-image arrays ``/<group>/<key>`` of an HDF5 artifact; item ``i`` is the array of ``keys[i]``.
+
+    HDF5 handles must not cross a fork, so the file is opened on first access in each process: a loader worker
+    opens its own, and a handle inherited from the parent is dropped unused. The handle is not pickled either,
+    so the sequence works with any multiprocessing start method. :meth:`close` closes this process's handle (the
+    next access reopens it); :func:`train_model` calls it before it starts loader workers. ``schema``, when
+    given, is checked on opening (see :class:`adaspx.h5io.Artifact`).
+    """
+
+    def __init__(self, path: str | os.PathLike, group: str, keys: Sequence[str], schema: str | None = None) -> None:
+        self.path = Path(path)
+        self.group = group
+        self.keys = list(keys)
+        self.schema = schema
+        self._artifact: Artifact | None = None
+        self._pid: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return H5Arrays(self.path, self.group, self.keys[i], self.schema)
+        return self._open().get(self.group, self.keys[i])
+
+    def _open(self) -> Artifact:
+        """This process's handle, opened if there is none yet."""
+        if self._pid != os.getpid():
+            self._artifact = None  # a handle inherited through a fork is not used
+        if self._artifact is None:
+            self._artifact = Artifact(self.path, self.schema)
+            self._pid = os.getpid()
+        return self._artifact
+
+    def close(self) -> None:
+        """Close this process's handle, if open."""
+        if self._artifact is not None and self._pid == os.getpid():
+            self._artifact.close()
+        self._artifact = self._pid = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_artifact": None, "_pid": None}
+
+
+def _keys(items: Sequence) -> list | None:
+    """The keys of a lazily read sequence (:class:`LazyArrays`, :class:`H5Arrays`), None for in-memory ones."""
+    return items.keys if isinstance(items, LazyArrays | H5Arrays) else None
+
+
+def _close_files(*sequences: Sequence) -> None:
+    """Close the file handles this process holds for ``sequences`` (before forking loader workers, and after)."""
+    for items in sequences:
+        if isinstance(items, H5Arrays):
+            items.close()
 
 
 def _check_image(i: int, image: Any) -> np.ndarray:
@@ -173,26 +241,40 @@ def _check_target(i: int, target: Any, num_classes: int) -> np.ndarray:
     return target.astype(np.uint8, copy=False)
 
 
+def _check_shapes(i: int, image: np.ndarray, target: np.ndarray) -> None:
+    if target.shape != image.shape[:2]:
+        raise ValueError(f"target {i}: shape {target.shape} does not match image {i} of shape {image.shape}")
+
+
 def _check_pair(i: int, image: Any, target: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
     image = _check_image(i, image)
     target = _check_target(i, target, num_classes)
-    if target.shape != image.shape[:2]:
-        raise ValueError(f"target {i}: shape {target.shape} does not match image {i} of shape {image.shape}")
+    _check_shapes(i, image, target)
     return image, target
 
 
-def _scan(images: Sequence, targets: Sequence, num_classes: int, h: Any) -> tuple[list[int], int]:
-    """Validate the inputs and feed them to the fingerprint ``h``; return the indices with labeled pixels and the
-    labeled pixel count. In-memory images are checked and hashed here (shape and a subsample of pixels); lazy
-    images (:class:`LazyArrays`) by their keys, and each is checked against its target when it is read."""
+@dataclass
+class _Inputs:
+    """What :func:`_scan` learns of the inputs: the indices with labeled pixels, their count, every target's
+    shape (random crops are drawn from them before the images are read)."""
+
+    usable: list[int]
+    labeled: int
+    shapes: list[tuple[int, int]]
+
+
+def _scan(images: Sequence, targets: Sequence, num_classes: int, h: Any) -> _Inputs:
+    """Validate the inputs and feed them to the fingerprint ``h``. In-memory images are checked and hashed here
+    (shape and a subsample of pixels); lazy images (:class:`LazyArrays`, :class:`H5Arrays`) by their keys, and
+    each is checked against its target when it is read. Every target is read and checked."""
     if len(images) != len(targets):
         raise ValueError(f"{len(images)} images but {len(targets)} targets")
-    lazy = isinstance(images, LazyArrays)
-    if lazy:
-        h.update(repr(images.keys).encode())
-    usable, labeled = [], 0
+    keys = _keys(images)
+    if keys is not None:
+        h.update(repr(keys).encode())
+    found = _Inputs([], 0, [])
     for i in range(len(targets)):
-        if lazy:
+        if keys is not None:
             target = _check_target(i, targets[i], num_classes)
         else:
             image, target = _check_pair(i, images[i], targets[i], num_classes)
@@ -200,61 +282,191 @@ def _scan(images: Sequence, targets: Sequence, num_classes: int, h: Any) -> tupl
             h.update(np.ascontiguousarray(image[:: max(image.shape[0] // 8, 1), :: max(image.shape[1] // 8, 1)]))
         h.update(repr(target.shape).encode())
         h.update(np.ascontiguousarray(target))
+        found.shapes.append(target.shape)
         n = int(np.count_nonzero(target != IGNORE_INDEX))
         if n:
-            usable.append(i)
-            labeled += n
-    return usable, labeled
+            found.usable.append(i)
+            found.labeled += n
+    return found
 
 
-class _Fetcher:
-    """Checked (image, target) pairs by index for :func:`_fit`.
+# ----------------------------------------------------------------------------------------------- batches
+#
+# The main process draws every random number of a batch (image order, crop offsets, flips) and hands the
+# outcome to a torch DataLoader as sample keys (index, y0, x0, flip); the dataset's workers only read, decode,
+# crop, flip and pad. So the batches, and the trained weights, do not depend on the number of workers.
 
-    Reads ahead: :meth:`ahead` submits the indices the next batches will use to ``threads`` background threads;
-    pairs read are kept, least recently used first out, while they fit in ``cache_bytes``. Nothing here draws a
-    random number, so the batches do not depend on timing.
+_SampleKey = tuple[int, int, int, bool]  # image index, crop top, crop left, horizontal flip
+
+
+def _randint(high: int, gen: torch.Generator) -> int:
+    """Uniform integer in ``[0, high)``."""
+    return int(torch.randint(high, (1,), generator=gen))
+
+
+def _next_indices(order: list[int], usable: list[int], n: int, gen: torch.Generator) -> list[int]:
+    """Take the next ``n`` image indices from the front of ``order`` (in place), refilling it with a fresh random
+    permutation of ``usable`` whenever it runs out: every image once per pass, in a new order each pass."""
+    indices = []
+    while len(indices) < n:
+        if not order:
+            order.extend(usable[j] for j in torch.randperm(len(usable), generator=gen).tolist())
+        indices.append(order.pop(0))
+    return indices
+
+
+def _draw_keys(
+    indices: list[int],
+    shapes: Sequence[tuple[int, int]],
+    crop: tuple[int, int] | None,
+    hflip: bool,
+    gen: torch.Generator,
+) -> list[_SampleKey]:
+    """Random crop offsets and flips of ``indices``, from the target shapes; for each image in turn the crop top,
+    the crop left (both only with a crop; offsets 0 on the sides the crop exceeds) and the flip (only when
+    ``hflip``) are drawn from ``gen``, in this order."""
+    keys = []
+    for i in indices:
+        y0 = x0 = 0
+        if crop is not None:
+            h, w = shapes[i]
+            y0 = _randint(max(h - crop[0], 0) + 1, gen)
+            x0 = _randint(max(w - crop[1], 0) + 1, gen)
+        flip = bool(hflip and _randint(2, gen))
+        keys.append((i, y0, x0, flip))
+    return keys
+
+
+class _BatchPlan:
+    """The DataLoader's batch sampler: yields ``batches`` lists of sample keys, drawn from ``gen`` in this
+    process, continuing the pass ``order`` (both are advanced in place; iterate once).
+
+    The DataLoader pulls batches ahead of the training loop, so ``gen`` and ``order`` run ahead of the batches
+    trained on. After drawing each batch the plan queues their state; the training loop takes one entry per
+    batch it consumes (:meth:`consumed`): the state a checkpoint must hold so that a resumed run draws the
+    batch that follows the last one trained on.
     """
 
-    def __init__(self, images, targets, num_classes: int, threads: int = 2, cache_bytes: int = 1 << 30) -> None:
-        self.images, self.targets, self.num_classes = images, targets, num_classes
-        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="adaspx-read") if threads > 0 else None
-        self.pending: dict[int, Future] = {}
-        self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self.cache_bytes, self.cached = cache_bytes, 0
-        self.reads = 0
+    def __init__(
+        self,
+        usable: list[int],
+        shapes: Sequence[tuple[int, int]],
+        batch_size: int,
+        crop: tuple[int, int] | None,
+        hflip: bool,
+        gen: torch.Generator,
+        order: list[int],
+        batches: int,
+    ) -> None:
+        self.usable, self.shapes, self.batch_size = usable, shapes, batch_size
+        self.crop, self.hflip, self.gen = crop, hflip, gen
+        self.order, self.batches = order, batches
+        self.drawn: deque[tuple[torch.Tensor, list[int]]] = deque()
 
-    def _read(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        self.reads += 1
-        return _check_pair(i, self.images[i], self.targets[i], self.num_classes)
+    def __len__(self) -> int:
+        return self.batches
 
-    def ahead(self, indices: Iterable[int]) -> None:
-        if self.pool is None:
-            return
-        for i in indices:
-            if i not in self.cache and i not in self.pending:
-                self.pending[i] = self.pool.submit(self._read, i)
+    def __iter__(self) -> Iterator[list[_SampleKey]]:
+        for _ in range(self.batches):
+            indices = _next_indices(self.order, self.usable, self.batch_size, self.gen)
+            keys = _draw_keys(indices, self.shapes, self.crop, self.hflip, self.gen)
+            self.drawn.append((self.gen.get_state(), list(self.order)))
+            yield keys
 
-    def __call__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        if i in self.cache:
-            self.cache.move_to_end(i)
-            return self.cache[i]
-        future = self.pending.pop(i, None)
-        pair = future.result() if future is not None else self._read(i)
-        size = pair[0].nbytes + pair[1].nbytes
-        if size <= self.cache_bytes:
-            self.cache[i] = pair
-            self.cached += size
-            while self.cached > self.cache_bytes:
-                _, (old_image, old_target) = self.cache.popitem(last=False)
-                self.cached -= old_image.nbytes + old_target.nbytes
-        return pair
+    def consumed(self) -> tuple[torch.Tensor, list[int]]:
+        """Generator state and pass order right after drawing the oldest batch not yet consumed."""
+        return self.drawn.popleft()
 
-    def close(self) -> None:
-        if self.pool is not None:
-            for future in self.pending.values():
-                future.cancel()
-            self.pool.shutdown(wait=True)
-        self.pending.clear()
+
+class _Samples(TorchDataset):
+    """Training samples by key ``(index, y0, x0, flip)``: image and target ``index``, read and checked, cropped
+    to ``crop`` at ``(y0, x0)`` and flipped horizontally if ``flip``. Runs in the loader's workers; draws no
+    random number. The labels were validated by :func:`_scan`; a lazy image is checked here when read."""
+
+    def __init__(self, images: Sequence, targets: Sequence, crop: tuple[int, int] | None) -> None:
+        self.images, self.targets, self.crop = images, targets, crop
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, key: _SampleKey) -> tuple[np.ndarray, np.ndarray]:
+        i, y0, x0, flip = key
+        image = _check_image(i, self.images[i])
+        target = np.asarray(self.targets[i])
+        _check_shapes(i, image, target)
+        if self.crop is not None:
+            ch, cw = self.crop
+            image, target = image[y0 : y0 + ch, x0 : x0 + cw], target[y0 : y0 + ch, x0 : x0 + cw]
+        if flip:
+            image, target = image[:, ::-1], target[:, ::-1]
+        return image, target
+
+
+class _Collate:
+    """Samples to one batch: uint8 tensors of images (B, h, w, 3) and targets (B, h, w), and each sample's size.
+
+    The batch is ``crop`` large, or as large as its largest sample without a crop. Smaller samples are placed
+    top-left; the rest of the target is 255 and the rest of the image is set to zero after normalization (see
+    :func:`_zero_padding`). Runs in the loader's workers; tensors travel to the main process in shared memory.
+    """
+
+    def __init__(self, crop: tuple[int, int] | None) -> None:
+        self.crop = crop
+
+    def __call__(
+        self, samples: list[tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        if self.crop is not None:
+            bh, bw = self.crop
+        else:
+            bh = max(t.shape[0] for _, t in samples)
+            bw = max(t.shape[1] for _, t in samples)
+        xb = np.zeros((len(samples), bh, bw, 3), dtype=np.uint8)
+        tb = np.full((len(samples), bh, bw), IGNORE_INDEX, dtype=np.uint8)
+        sizes = []
+        for k, (image, target) in enumerate(samples):
+            h, w = target.shape
+            xb[k, :h, :w] = image
+            tb[k, :h, :w] = target
+            sizes.append((h, w))
+        return torch.from_numpy(xb), torch.from_numpy(tb), sizes
+
+
+def default_workers(threads: int | None) -> int:
+    """Loader worker processes for a job of ``threads`` cores: ``threads - 1`` (the training loop keeps one
+    core; a 1-thread job, or ``threads=None``, reads in its own process)."""
+    return max(threads - 1, 0) if threads else 0
+
+
+# Workers are forked where the platform can: no pickling of the inputs, and a worker starts in milliseconds.
+_START_METHOD = "fork" if "fork" in mp.get_all_start_methods() else None
+
+
+def _loader(samples: _Samples, plan: _BatchPlan, workers: int, pin_memory: bool) -> DataLoader:
+    """The DataLoader of training: ``workers`` processes (0 = read in this process), forked where the platform
+    forks, each building whole batches; up to two batches per worker are prepared ahead."""
+    return DataLoader(
+        samples,
+        batch_sampler=plan,
+        num_workers=workers,
+        collate_fn=_Collate(samples.crop),
+        pin_memory=pin_memory,
+        multiprocessing_context=_START_METHOD if workers else None,
+        generator=torch.Generator(),  # its seed draw must not advance the global RNG (dropout uses it)
+    )
+
+
+@contextmanager
+def _iterate(loader: DataLoader) -> Iterator[Iterator]:
+    """An iterator over ``loader`` whose workers are stopped on leaving the block, also when training fails (a
+    traceback would otherwise keep the iterator, and its processes, alive)."""
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
 
 class _Normalizer:
@@ -265,56 +477,12 @@ class _Normalizer:
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
         self.inv_std = 1.0 / (torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0)
 
-    def __call__(self, batch: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(batch)
-        if self.device.type == "cuda":
+    def __call__(self, batch: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(batch)
+        if self.device.type == "cuda" and not x.is_pinned():
             x = x.pin_memory()
         x = x.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # channels_last view
         return (x.float() - self.mean) * self.inv_std
-
-
-def _randint(high: int, gen: torch.Generator) -> int:
-    """Uniform integer in ``[0, high)``."""
-    return int(torch.randint(high, (1,), generator=gen))
-
-
-def _sample_batch(
-    fetch: Callable[[int], tuple[np.ndarray, np.ndarray]],
-    indices: list[int],
-    crop: tuple[int, int] | None,
-    hflip: bool,
-    gen: torch.Generator,
-) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """Random crop + flip of each index: uint8 image batch (B, h, w, 3), target batch (B, h, w), valid sizes.
-
-    Crops (or whole images) smaller than the batch size are placed top-left; the rest of the target is 255 and
-    the rest of the image is filled after normalization with zeros (see :func:`_zero_padding`).
-    """
-    pieces = []
-    for i in indices:
-        img, tgt = fetch(i)
-        if crop is not None:
-            h, w = tgt.shape
-            y0 = _randint(max(h - crop[0], 0) + 1, gen)
-            x0 = _randint(max(w - crop[1], 0) + 1, gen)
-            img, tgt = img[y0 : y0 + crop[0], x0 : x0 + crop[1]], tgt[y0 : y0 + crop[0], x0 : x0 + crop[1]]
-        if hflip and _randint(2, gen):
-            img, tgt = img[:, ::-1], tgt[:, ::-1]
-        pieces.append((img, tgt))
-    if crop is not None:
-        bh, bw = crop
-    else:
-        bh = max(t.shape[0] for _, t in pieces)
-        bw = max(t.shape[1] for _, t in pieces)
-    xb = np.zeros((len(pieces), bh, bw, 3), dtype=np.uint8)
-    tb = np.full((len(pieces), bh, bw), IGNORE_INDEX, dtype=np.uint8)
-    sizes = []
-    for k, (img, tgt) in enumerate(pieces):
-        h, w = tgt.shape
-        xb[k, :h, :w] = img
-        tb[k, :h, :w] = tgt
-        sizes.append((h, w))
-    return xb, tb, sizes
 
 
 def _zero_padding(x: torch.Tensor, sizes: list[tuple[int, int]]) -> None:
@@ -379,20 +547,24 @@ def train_model(
     config: TrainConfig,
     seed: int,
     threads: int | None = None,
+    workers: int | None = None,
     device: str | None = None,
     progress: bool = True,
     weights: str | os.PathLike | None = None,
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     on_iteration: Callable[[int], None] | None = None,
-    read_threads: int = 2,
-    cache_bytes: int = 1 << 30,
 ) -> nn.Module:
     """Train ``config.model`` on the labeled pixels of ``targets``; return it in eval mode.
 
-    ``images`` and ``targets`` are sequences of (H, W, 3) uint8 arrays and (H, W) integer arrays, lists or
-    :class:`LazyArrays`; lazy items are read ahead on ``read_threads`` threads and cached up to ``cache_bytes``
-    (neither changes the result).
+    ``images`` and ``targets`` are sequences of (H, W, 3) uint8 arrays and (H, W) integer arrays: lists, or
+    :class:`LazyArrays` / :class:`H5Arrays` read item by item when a batch needs it. Every target is read once
+    before training (validation, labeled images, crop offsets).
+
+    Batches are built by a torch DataLoader with ``workers`` processes (default :func:`default_workers`:
+    ``threads - 1``, so a 1-thread job reads in its own process): the workers read, decode, crop, flip and pad,
+    while all random numbers are drawn in this process. The worker count does not change the result. Workers
+    are forked: lazily read items must open their files in the worker (see :class:`LazyArrays`).
 
     The model starts from ``weights`` (see :func:`adaspx.models.build_model`: ``None`` = random initialization
     from ``seed``, ``"torchvision"`` = ImageNet backbone, or a checkpoint path, e.g. the previous round's model
@@ -403,48 +575,47 @@ def train_model(
     and flipped horizontally with probability 1/2 when ``config.hflip``. SGD with momentum and weight decay,
     poly learning rate (power 0.9), ``CrossEntropyLoss(ignore_index=255)``.
 
-    ``device=None`` uses CUDA when available (with bf16 autocast where supported), else CPU in fp32. On CPU the
-    result is deterministic for given inputs, ``seed`` and ``threads`` (``torch.set_num_threads`` for the
-    duration of the call, when given). The caller's global RNG state and settings are restored afterwards.
-    A tqdm progress bar on stderr shows the loss and images/s unless ``progress=False``.
+    ``device=None`` uses CUDA when available (with bf16 autocast where supported, and pinned batches), else CPU
+    in fp32. On CPU the result is deterministic for given inputs, ``seed`` and ``threads``
+    (``torch.set_num_threads`` for the duration of the call, when given). The caller's global RNG state and
+    settings are restored afterwards. A tqdm progress bar on stderr shows the loss and images/s unless
+    ``progress=False``.
 
     ``checkpoint``: path of the in-progress training state, written atomically (temporary file + rename) after
     every ``checkpoint_every`` iterations (0 = never) and deleted on completion. If the file exists when the call
     starts and was written by a run with the same inputs, settings, seed and initial weights (a fingerprint is
-    stored; the thread count and device are not part of it), training resumes from it; a state of another run is
-    ignored with a warning and overwritten. On CPU with the same ``threads`` the resumed result is
-    bit-identical to an uninterrupted run.
+    stored; the thread count, worker count and device are not part of it), training resumes from it; a state of
+    another run is ignored with a warning and overwritten. On CPU with the same ``threads`` the resumed result
+    is bit-identical to an uninterrupted run.
     ``on_iteration(i)`` is called after iteration ``i`` (1-based count of completed iterations), after any
     checkpoint of that iteration is written; an exception from it aborts training (tests use it to simulate a
     crash).
 
     Raises ValueError if images and targets disagree in number or shape (naming the index), a label is out of
-    range, or no pixel is labeled at all; RuntimeError if the loss becomes non-finite.
+    range, no pixel is labeled at all, or ``workers`` is negative; RuntimeError if the loss becomes non-finite.
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    h = _fingerprint(len(images), num_classes, config, seed, weights)
-    usable, labeled = _scan(images, targets, num_classes, h)
-    if not usable:
-        raise ValueError(f"no labeled pixel in {len(targets)} targets: nothing to train on")
+    workers = default_workers(threads) if workers is None else workers
+    if not isinstance(workers, int) or workers < 0:
+        raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be a non-negative integer, got {checkpoint_every!r}")
+    h = _fingerprint(len(images), num_classes, config, seed, weights)
+    try:
+        inputs = _scan(images, targets, num_classes, h)
+    finally:
+        _close_files(images, targets)  # no HDF5 handle of this process is inherited by the loader's workers
+    if not inputs.usable:
+        raise ValueError(f"no labeled pixel in {len(targets)} targets: nothing to train on")
     resume = _Resume(
         Path(checkpoint) if checkpoint is not None else None,
         checkpoint_every,
         h.hexdigest(),
     )
-    lazy = isinstance(images, LazyArrays) or isinstance(targets, LazyArrays)
-    fetch = _Fetcher(
-        images,
-        targets,
-        num_classes,
-        threads=read_threads if lazy else 0,
-        cache_bytes=cache_bytes if lazy else sys.maxsize,  # in-memory inputs: the cache holds references only
-    )
+    samples = _Samples(images, targets, config.crop_hw())
     dev = default_device(device)
     cpu = dev.type == "cpu"
-    crop = config.crop_hw()
 
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -459,9 +630,9 @@ def train_model(
             torch.manual_seed(seed)
             model = build_model(config.model, num_classes, weights=weights).to(dev)
             gen = torch.Generator().manual_seed(seed)
-            _fit(model, fetch, usable, labeled, config, crop, gen, dev, progress, resume, on_iteration)
+            _fit(model, samples, inputs, workers, config, gen, dev, progress, resume, on_iteration)
     finally:
-        fetch.close()
+        _close_files(images, targets)
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
     if resume.path is not None:
@@ -529,17 +700,18 @@ def _atomic_save(payload: Any, path: Path) -> None:
 
 def _fit(
     model: nn.Module,
-    fetch: _Fetcher,
-    usable: list[int],
-    labeled: int,
+    samples: _Samples,
+    inputs: _Inputs,
+    workers: int,
     config: TrainConfig,
-    crop: tuple[int, int] | None,
     gen: torch.Generator,
     dev: torch.device,
     progress: bool,
     resume: _Resume,
     on_iteration: Callable[[int], None] | None,
 ) -> None:
+    """The training loop: SGD on the batches of a DataLoader over ``samples``, drawn from ``gen`` by a
+    :class:`_BatchPlan` (continuing a saved state of ``resume`` if there is one), saving states as it goes."""
     cpu = dev.type == "cpu"
     cuda = dev.type == "cuda"
     bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -567,8 +739,8 @@ def _fit(
     log.info(
         "training %s: %d images with labels (%d labeled pixels), %d iterations of %d on %s%s",
         config.model,
-        len(usable),
-        labeled,
+        len(inputs.usable),
+        inputs.labeled,
         config.iterations,
         config.batch_size,
         dev,
@@ -584,8 +756,19 @@ def _fit(
         mininterval=0.5,
     )
     start, seen_before = time.perf_counter(), seen
+    plan = _BatchPlan(
+        inputs.usable,
+        inputs.shapes,
+        config.batch_size,
+        samples.crop,
+        config.hflip,
+        gen,
+        order,
+        config.iterations - first,
+    )
+    loader = _loader(samples, plan, workers, pin_memory=cuda)
 
-    def end_of_iteration(it: int) -> None:
+    def end_of_iteration(it: int, drawn: tuple[torch.Tensor, list[int]]) -> None:
         done = it + 1
         if resume.path is not None and resume.every and done % resume.every == 0 and done < config.iterations:
             resume.save(
@@ -593,10 +776,10 @@ def _fit(
                     "iteration": done,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
-                    "generator": gen.get_state(),
+                    "generator": drawn[0],
                     "torch_rng": torch.get_rng_state(),
                     "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None,
-                    "order": list(order),
+                    "order": drawn[1],
                     "seen": seen,
                     "skipped": skipped,
                     "loss_avg": loss_avg,
@@ -605,26 +788,20 @@ def _fit(
         if on_iteration is not None:
             on_iteration(done)
 
-    try:
-        for it in range(first, config.iterations):
-            batch = []
-            while len(batch) < config.batch_size:
-                if not order:
-                    order = [usable[j] for j in torch.randperm(len(usable), generator=gen).tolist()]
-                batch.append(order.pop(0))
-            fetch.ahead(order[: 2 * config.batch_size])  # the next two batches, as far as this pass goes
-            xb, tb, sizes = _sample_batch(fetch, batch, crop, config.hflip, gen)
-            seen += len(batch)
+    with bar, _iterate(loader) as batches:
+        for it, (xb, tb, sizes) in enumerate(batches, start=first):
+            drawn = plan.consumed()  # the random state after this batch, however far the loader has read ahead
+            seen += len(sizes)
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * (1 - it / config.iterations) ** config.lr_power
             if not (tb != IGNORE_INDEX).any():  # possible with crops: nothing to learn from this batch
                 skipped += 1
                 bar.update(1)
-                end_of_iteration(it)
+                end_of_iteration(it, drawn)
                 continue
             x = normalize(xb)
             _zero_padding(x, sizes)
-            target = torch.from_numpy(tb).to(dev, non_blocking=True).long()
+            target = tb.to(dev, non_blocking=True).long()
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 loss = _loss(model, x, target, criterion, point_loss=cpu)
             optimizer.zero_grad(set_to_none=True)
@@ -643,9 +820,7 @@ def _fit(
                     img_s=f"{(seen - seen_before) / (time.perf_counter() - start):.0f}",
                     refresh=False,
                 )
-            end_of_iteration(it)
-    finally:
-        bar.close()
+            end_of_iteration(it, drawn)
     elapsed = time.perf_counter() - start
     log.info(
         "trained in %.1f s: %.0f images/s, final loss %.4f%s",
