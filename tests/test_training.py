@@ -373,11 +373,19 @@ def test_lazy_inputs_train_the_same_weights(toy):
     expected = train_model(images, targets, **kw).state_dict()
     load_images, load_targets = CountingLoader(images), CountingLoader(targets)
     keys = list(range(len(images)))
-    state = train_model(LazyArrays(keys, load_images), LazyArrays(keys, load_targets), **kw).state_dict()
+    lazy = LazyArrays(keys, load_images), LazyArrays(keys, load_targets)
+    state = train_model(*lazy, **kw, cache_bytes=0).state_dict()
     assert all(torch.equal(state[k], expected[k]) for k in expected)
     # in-process loading, no cache: each of the 27 samples reads its image once; targets once more before training
     assert sum(load_images.reads.values()) == 27
     assert sum(load_targets.reads.values()) == 27 + 12
+    # with the cache (the default), each of the 12 images is read once, the same weights again
+    load_images.reads.clear()
+    load_targets.reads.clear()
+    state = train_model(*lazy, **kw).state_dict()
+    assert all(torch.equal(state[k], expected[k]) for k in expected)
+    assert load_images.reads == dict.fromkeys(keys, 1)
+    assert load_targets.reads == dict.fromkeys(keys, 2)
 
 
 def write_targets(path, targets):

@@ -47,7 +47,7 @@ import os
 import sys
 import tempfile
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -381,19 +381,39 @@ class _BatchPlan:
 class _Samples(TorchDataset):
     """Training samples by key ``(index, y0, x0, flip)``: image and target ``index``, read and checked, cropped
     to ``crop`` at ``(y0, x0)`` and flipped horizontally if ``flip``. Runs in the loader's workers; draws no
-    random number. The labels were validated by :func:`_scan`; a lazy image is checked here when read."""
+    random number. The labels were validated by :func:`_scan`; a lazy image is checked here when read.
 
-    def __init__(self, images: Sequence, targets: Sequence, crop: tuple[int, int] | None) -> None:
+    Each process keeps the pairs it read while they fit in ``cache_bytes`` (least recently used out first): a
+    small pool is decoded once per training, a large one streams, and memory stays bounded per worker.
+    """
+
+    def __init__(self, images: Sequence, targets: Sequence, crop: tuple[int, int] | None, cache_bytes: int = 0):
         self.images, self.targets, self.crop = images, targets, crop
+        self.cache_bytes, self.cached = cache_bytes, 0
+        self.cache: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.targets)
 
-    def __getitem__(self, key: _SampleKey) -> tuple[np.ndarray, np.ndarray]:
-        i, y0, x0, flip = key
+    def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i in self.cache:
+            self.cache.move_to_end(i)
+            return self.cache[i]
         image = _check_image(i, self.images[i])
         target = np.asarray(self.targets[i])
         _check_shapes(i, image, target)
+        size = image.nbytes + target.nbytes
+        if size <= self.cache_bytes:
+            self.cache[i] = (image, target)
+            self.cached += size
+            while self.cached > self.cache_bytes:
+                _, (old_image, old_target) = self.cache.popitem(last=False)
+                self.cached -= old_image.nbytes + old_target.nbytes
+        return image, target
+
+    def __getitem__(self, key: _SampleKey) -> tuple[np.ndarray, np.ndarray]:
+        i, y0, x0, flip = key
+        image, target = self._pair(i)
         if self.crop is not None:
             ch, cw = self.crop
             image, target = image[y0 : y0 + ch, x0 : x0 + cw], target[y0 : y0 + ch, x0 : x0 + cw]
@@ -548,6 +568,7 @@ def train_model(
     seed: int,
     threads: int | None = None,
     workers: int | None = None,
+    cache_bytes: int = 256 << 20,
     device: str | None = None,
     progress: bool = True,
     weights: str | os.PathLike | None = None,
@@ -564,7 +585,8 @@ def train_model(
     Batches are built by a torch DataLoader with ``workers`` processes (default :func:`default_workers`:
     ``threads - 1``, so a 1-thread job reads in its own process): the workers read, decode, crop, flip and pad,
     while all random numbers are drawn in this process. The worker count does not change the result. Workers
-    are forked: lazily read items must open their files in the worker (see :class:`LazyArrays`).
+    are forked: lazily read items must open their files in the worker (see :class:`LazyArrays`). Each process
+    keeps up to ``cache_bytes`` of decoded pairs (least recently used out first), so a small pool is read once.
 
     The model starts from ``weights`` (see :func:`adaspx.models.build_model`: ``None`` = random initialization
     from ``seed``, ``"torchvision"`` = ImageNet backbone, or a checkpoint path, e.g. the previous round's model
@@ -613,7 +635,7 @@ def train_model(
         checkpoint_every,
         h.hexdigest(),
     )
-    samples = _Samples(images, targets, config.crop_hw())
+    samples = _Samples(images, targets, config.crop_hw(), cache_bytes)
     dev = default_device(device)
     cpu = dev.type == "cpu"
 
