@@ -66,10 +66,7 @@ class Probabilities:
 
     def path(self, image_id: str) -> str:
         """The file holding ``image_id`` (every shard's name when no shard holds it)."""
-        try:
-            return str(self._files._where[("probs", image_id)].path)
-        except KeyError:
-            return ", ".join(str(part.path) for part in self._files.parts)
+        return self._files.path_of("probs", image_id)
 
     def get(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
         """float32 (C, h, w) probabilities of ``image_id`` at the stored stride, each vector renormalised to sum 1

@@ -212,6 +212,14 @@ class MultiArtifact:
     def names(self, group: str) -> list[str]:
         return [n for part in self.parts for n in part.names(group)]
 
+    def has(self, group: str, name: str) -> bool:
+        return (group, name) in self._where
+
+    def path_of(self, group: str, name: str) -> str:
+        """The file holding ``/<group>/<name>``, or every part's path when none does (for messages)."""
+        part = self._where.get((group, name))
+        return str(part.path) if part is not None else ", ".join(str(p.path) for p in self.parts)
+
     def get(self, group: str, name: str) -> np.ndarray:
         try:
             return self._where[(group, name)].get(group, name)

@@ -364,15 +364,9 @@ def merge_superpixels(
 # ------------------------------------------------------------------------------------------- acquisition
 
 
-def _where(files: MultiArtifact, image_id: str, group: str = "labels") -> str:
-    """The file of a multi-file artifact that holds ``image_id`` (all of them when none does), for messages."""
-    part = files._where.get((group, image_id))
-    return str(part.path) if part is not None else ", ".join(str(p.path) for p in files.parts)
-
-
 def _check_covers_pool(files: MultiArtifact, ids: Sequence[str]) -> None:
     """Region maps must exist for every pool image: files made for another pool stop here, naming one image."""
-    missing = [image_id for image_id in ids if ("labels", image_id) not in files._where]
+    missing = [image_id for image_id in ids if not files.has("labels", image_id)]
     if missing:
         names = ", ".join(str(p.path) for p in files.parts)
         raise ArtifactError(
@@ -426,6 +420,8 @@ def acquire(
     class_pixels = np.zeros(num_classes, dtype=np.int64)
     half_res_pixels = np.zeros(num_classes, dtype=np.int64)  # the reference's half-resolution counts
     ids = pool_ids(manifest)
+    from adaspx.merge import region_stats
+
     modelled = False
     with contextlib.ExitStack() as stack:
         regions = stack.enter_context(MultiArtifact(region_paths))
@@ -438,13 +434,11 @@ def acquire(
             feats = table.get(image_id, columns, image_columns) if need_stats else None
             if feats is None and need_stats and probs is None and strategy != "random":
                 raise ArtifactError(
-                    f"{_where(regions, image_id)}: image {image_id}: no region statistics, and acquisition "
+                    f"{regions.path_of('labels', image_id)}: image {image_id}: no region statistics, and acquisition "
                     f"{strategy!r} needs the previous round's probabilities to compute them"
                 )
             if feats is None and probs is not None:
                 labels = regions.get("labels", image_id)
-                from adaspx.merge import region_stats
-
                 p = probs.get(image_id, labels.shape)
                 stats = region_stats(labels, p, channel_axis=0)
                 feats, per_image = acquisition.region_features(
@@ -641,8 +635,8 @@ def annotate(
                 rmap, gt = regions.get("labels", image_id), ds.label(image_id)
                 if rmap.shape != gt.shape:
                     raise ArtifactError(
-                        f"{_where(regions, image_id)}: image {image_id}: region map of shape {rmap.shape}, but its "
-                        f"label is {gt.shape}"
+                        f"{regions.path_of('labels', image_id)}: image {image_id}: region map of shape "
+                        f"{rmap.shape}, but its label is {gt.shape}"
                     )
                 rids = sel["region"].to_numpy(np.int64)
                 where = annotation.region_rows(rmap, np.unique(rids))
