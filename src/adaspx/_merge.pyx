@@ -242,10 +242,37 @@ cdef extern from *:
         return adx_px_avx2_finish(m, vsec, neq, first, tot, vmin, C, tol, ratio, arg);
     }
 
+    /* acc[c] += p[c], k times, 8 classes at a time: the additions of adx_px_f32_c_add in the same order per class,
+       so the same bits (lanes past C are masked to 0, as in the pixel routines). */
+    __attribute__((target("avx2"), always_inline)) static inline void adx_avx2_add_k(
+        const float *p, int C, const int nb, double *acc, Py_ssize_t k)
+    {
+        const __m256 tail = _mm256_castsi256_ps(
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(C - 8 * (nb - 1)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+        __m256 v;
+        __m256d lo, hi, a0, a1;
+        Py_ssize_t i;
+        int b;
+        for (b = 0; b < nb; b++) {
+            v = _mm256_loadu_ps(p + 8 * b);
+            if (b == nb - 1) v = _mm256_and_ps(v, tail);
+            lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+            hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+            a0 = _mm256_loadu_pd(acc + 8 * b);
+            a1 = _mm256_loadu_pd(acc + 8 * b + 4);
+            for (i = 0; i < k; i++) {
+                a0 = _mm256_add_pd(a0, lo);
+                a1 = _mm256_add_pd(a1, hi);
+            }
+            _mm256_storeu_pd(acc + 8 * b, a0);
+            _mm256_storeu_pd(acc + 8 * b + 4, a1);
+        }
+    }
+
     __attribute__((target("avx2"))) static inline void adx_px_f32_avx2_add(const float *p, int C, double *acc,
                                                                           Py_ssize_t k)
     {
-        adx_px_f32_c_add(p, C, acc, k);
+        adx_avx2_add_k(p, C, (C + 7) >> 3, acc, k);
     }
 
     /* The same for C <= 24 with the block count a compile-time constant: the vectors stay in registers. */
@@ -294,7 +321,7 @@ cdef extern from *:
     __attribute__((target("avx2"))) static inline void adx_px_f32_avx2_##NB##_add(                      \\
         const float *p, int C, double *acc, Py_ssize_t k)                                             \\
     {                                                                                                 \\
-        adx_px_f32_c_add(p, C, acc, k);                                                              \\
+        adx_avx2_add_k(p, C, NB, acc, k);                                                            \\
     }
     ADX_AVX2_SMALL(1)
     ADX_AVX2_SMALL(2)
@@ -302,11 +329,14 @@ cdef extern from *:
     #endif
 
     /* One label row. slots[x] is the region slot of label pixel x; the probability pixel px covers label pixels
-       [px * stride, min((px + 1) * stride, W)) and is read at prow + px * pstep. Returns the first invalid px or -1. */
+       [px * stride, min((px + 1) * stride, W)) and is read at prow + px * pstep. Returns the first invalid px or -1.
+       Each pixel's margin ratio and argmax are kept in rcache / acache; with reuse (a label row reading the same
+       probability row as the previous one, stride > 1) they are taken from there instead of being computed again. */
     #define ADX_ROW(NAME, T, PIXEL, ATTR)                                                              \\
     ATTR static Py_ssize_t NAME(const int32_t *slots, Py_ssize_t W, const T *prow, Py_ssize_t pstep,  \\
                                 Py_ssize_t w, Py_ssize_t stride, int C, Py_ssize_t Cp, double tol,      \\
-                                double *sums, double *ratio, int32_t *hist, int64_t *counts)            \\
+                                double *sums, double *ratio, int32_t *hist, int64_t *counts,            \\
+                                double *rcache, int32_t *acache, int reuse)                             \\
     {                                                                                                  \\
         Py_ssize_t px, x, x1, k, i, bad = -1;                                                          \\
         int32_t sl;                                                                                    \\
@@ -320,12 +350,18 @@ cdef extern from *:
             sl = slots[x++];                                                                           \\
             k = 1;                                                                                     \\
             while (x < x1 && slots[x] == sl) { k++; x++; }                                             \\
-            if (!PIXEL(pix, C, sums + (Py_ssize_t)sl * Cp, tol, &r, &arg) && bad < 0) bad = px;        \\
-            ratio[sl] += r;                                                                            \\
-            if (k > 1) { /* k additions, not one product: the reference's order of summation */       \\
-                PIXEL##_add(pix, C, sums + (Py_ssize_t)sl * Cp, k - 1);                                \\
-                for (i = 1; i < k; i++) ratio[sl] += r;                                                \\
+            if (reuse) {                                                                               \\
+                r = rcache[px];                                                                        \\
+                arg = acache[px];                                                                      \\
+                PIXEL##_add(pix, C, sums + (Py_ssize_t)sl * Cp, k);                                    \\
+            } else {                                                                                   \\
+                if (!PIXEL(pix, C, sums + (Py_ssize_t)sl * Cp, tol, &r, &arg) && bad < 0) bad = px;    \\
+                rcache[px] = r;                                                                        \\
+                acache[px] = arg;                                                                      \\
+                /* k additions, not one product: the reference's order of summation */                \\
+                if (k > 1) PIXEL##_add(pix, C, sums + (Py_ssize_t)sl * Cp, k - 1);                     \\
             }                                                                                          \\
+            for (i = 0; i < k; i++) ratio[sl] += r;                                                    \\
             hist[(Py_ssize_t)sl * C + arg] += (int32_t)k;                                              \\
             counts[sl] += k;                                                                           \\
             while (x < x1) { /* further labels inside this pixel's footprint (stride > 1 only) */      \\
@@ -396,24 +432,25 @@ cdef extern from *:
 
     static Py_ssize_t adx_row_f32(const int32_t *slots, Py_ssize_t W, const float *prow, Py_ssize_t pstep,
                                   Py_ssize_t w, Py_ssize_t stride, int C, Py_ssize_t Cp, double tol,
-                                  double *sums, double *ratio, int32_t *hist, int64_t *counts)
+                                  double *sums, double *ratio, int32_t *hist, int64_t *counts,
+                                  double *rcache, int32_t *acache, int reuse)
     {
     #ifdef ADX_AVX2
         if (adx_simd >= 2) {
             switch ((C + 7) >> 3) {
-            case 1: return adx_row_f32_avx2_1(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
-            case 2: return adx_row_f32_avx2_2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
-            case 3: return adx_row_f32_avx2_3(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+            case 1: return adx_row_f32_avx2_1(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts, rcache, acache, reuse);
+            case 2: return adx_row_f32_avx2_2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts, rcache, acache, reuse);
+            case 3: return adx_row_f32_avx2_3(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts, rcache, acache, reuse);
             default:
-                return adx_row_f32_avx2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+                return adx_row_f32_avx2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts, rcache, acache, reuse);
             }
         }
     #endif
     #ifdef ADX_SSE2
         if (adx_simd >= 1)
-            return adx_row_f32_sse2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+            return adx_row_f32_sse2(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts, rcache, acache, reuse);
     #endif
-        return adx_row_f32_c(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts);
+        return adx_row_f32_c(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts, rcache, acache, reuse);
     }
     """
     int adx_simd
@@ -423,10 +460,10 @@ cdef extern from *:
     int adx_detect_simd() nogil
     Py_ssize_t adx_row_f32(const int32_t* slots, Py_ssize_t W, const float* prow, Py_ssize_t pstep, Py_ssize_t w,
                            Py_ssize_t stride, int C, Py_ssize_t Cp, double tol, double* sums, double* ratio,
-                           int32_t* hist, int64_t* counts) nogil
+                           int32_t* hist, int64_t* counts, double* rcache, int32_t* acache, int reuse) nogil
     Py_ssize_t adx_row_f64(const int32_t* slots, Py_ssize_t W, const double* prow, Py_ssize_t pstep, Py_ssize_t w,
                            Py_ssize_t stride, int C, Py_ssize_t Cp, double tol, double* sums, double* ratio,
-                           int32_t* hist, int64_t* counts) nogil
+                           int32_t* hist, int64_t* counts, double* rcache, int32_t* acache, int reuse) nogil
 
 
 SIMD_LEVELS = {0: "plain C", 1: "SSE2", 2: "AVX2"}
@@ -556,13 +593,15 @@ cdef void _rows(
     const label_t* labels, int64_t base, Py_ssize_t H, Py_ssize_t W, Py_ssize_t y0, Py_ssize_t y1,
     const real_t* probs, Py_ssize_t h, Py_ssize_t w, Py_ssize_t C, bint chw, Py_ssize_t stride, double tol,
     int32_t* slots, real_t* scratch, double* sums, double* ratio_sums, int32_t* hist, int64_t* counts,
-    int64_t* first_bad, PairBuf* pairs,
+    int64_t* first_bad, PairBuf* pairs, double* rcache, int32_t* acache,
 ) noexcept nogil:
     """Accumulate label rows [y0, y1) into one thread's slot-space accumulators (``sums`` rows padded to Cp).
 
-    ``slots`` holds W int32 and ``scratch`` at least w * Cp + 8 elements of the probability type."""
+    ``slots`` holds W int32, ``scratch`` at least w * Cp + 8 elements of the probability type, ``rcache`` and
+    ``acache`` w elements each (per-pixel results of the previous label row)."""
     cdef Py_ssize_t Cp = (C + 7) & ~7
-    cdef Py_ssize_t y, py, x, last_py = -1, pstep, bad
+    cdef Py_ssize_t y, py, x, last_py = -1, pstep, bad, stats_py = -1
+    cdef int reuse
     cdef const label_t* lrow
     cdef const real_t* prow
     for y in range(y0, y1):
@@ -589,10 +628,14 @@ cdef void _rows(
                     memcpy(scratch, prow, w * C * sizeof(real_t))
                     last_py = py
                 prow = scratch
+        reuse = py == stats_py
+        stats_py = py
         if real_t is float:
-            bad = adx_row_f32(slots, W, prow, pstep, w, stride, <int>C, Cp, tol, sums, ratio_sums, hist, counts)
+            bad = adx_row_f32(slots, W, prow, pstep, w, stride, <int>C, Cp, tol, sums, ratio_sums, hist, counts,
+                              rcache, acache, reuse)
         else:
-            bad = adx_row_f64(slots, W, prow, pstep, w, stride, <int>C, Cp, tol, sums, ratio_sums, hist, counts)
+            bad = adx_row_f64(slots, W, prow, pstep, w, stride, <int>C, Cp, tol, sums, ratio_sums, hist, counts,
+                              rcache, acache, reuse)
         if bad >= 0 and first_bad[0] < 0:
             first_bad[0] = py * w + bad
 
@@ -627,6 +670,10 @@ def region_sums(const label_t[:, ::1] labels, int64_t base, Py_ssize_t span, con
     bad_arr = np.full(T, -1, dtype=np.int64)
     scratch_arr = np.zeros((T, w * Cp + 8), dtype=np.asarray(probs).dtype)
     slots_arr = np.empty((T, W), dtype=np.int32)
+    rcache_arr = np.empty((T, w), dtype=np.float64)
+    acache_arr = np.empty((T, w), dtype=np.int32)
+    cdef double[:, ::1] rcache = rcache_arr
+    cdef int32_t[:, ::1] acache = acache_arr
     cdef double[:, :, ::1] sums = sums_arr
     cdef double[:, ::1] ratio_sums = ratio_arr
     cdef int32_t[:, :, ::1] hist = hist_arr
@@ -649,7 +696,7 @@ def region_sums(const label_t[:, ::1] labels, int64_t base, Py_ssize_t span, con
             _rows(lab, base, H, W, t * H // T, (t + 1) * H // T, prob, h, w, C, chw, stride, tol,
                   &slots[t, 0], &scratch[t, 0], &sums[t, 0, 0], &ratio_sums[t, 0], &hist[t, 0, 0],
                   &counts[t, 0], &bad[t],
-                  &bufs[t] if want_pairs else NULL)
+                  &bufs[t] if want_pairs else NULL, &rcache[t, 0], &acache[t, 0])
         with nogil:
             for t in range(1, T):  # reduce the per-thread slots into slot 0
                 for i in range(S * Cp):
