@@ -45,6 +45,16 @@ TABLE_CHUNK_BYTES = 1 << 18
 """Appendable tables are chunked by about this many bytes per column."""
 
 
+def read_whole(ds: h5py.Dataset) -> np.ndarray:
+    """A whole numeric dataset into a new array. ``read_direct`` into ``np.empty``: ``ds[()]`` on a freshly
+    opened dataset takes ~10 ms longer per 1024x2048 int32 map (measured with h5py 3, HDF5 1.14)."""
+    if ds.ndim == 0 or ds.size == 0 or ds.dtype.kind not in "biuf":
+        return ds[()]
+    out = np.empty(ds.shape, dtype=ds.dtype)
+    ds.read_direct(out)
+    return out
+
+
 class ArtifactError(ValueError):
     """An artifact is missing, of the wrong schema, or lacks an expected dataset."""
 
@@ -80,7 +90,11 @@ class ArtifactWriter:
     def add(self, group: str, name: str, array: np.ndarray, **attrs: Any) -> h5py.Dataset:
         """Store one per-image array as ``/<group>/<name>``, one chunk per image, compressed."""
         array = np.ascontiguousarray(array)
-        ds = self._file.require_group(group).create_dataset(name, data=array, **storage(array))
+        ds = self._file.require_group(group).create_dataset(
+            name, shape=array.shape, dtype=array.dtype, **storage(array)
+        )
+        if array.size:
+            ds.write_direct(array)  # a few ms faster per 1024x2048 image than create_dataset(data=...)
         for key, value in attrs.items():
             ds.attrs[key] = value
         return ds
@@ -167,7 +181,7 @@ class Artifact:
             ds = self._file[group][name]
         except KeyError:
             raise ArtifactError(f"{self.path}: no dataset /{group}/{name}") from None
-        return ds[()]
+        return read_whole(ds)
 
     def dataset(self, group: str, name: str) -> h5py.Dataset:
         return self._file[group][name]
