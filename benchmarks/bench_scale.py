@@ -66,7 +66,7 @@ def synthetic_probs(gt: np.ndarray, num_classes: int, seed: int) -> np.ndarray:
 def build(root: Path, images: int) -> None:
     """Dataset, manifest, base superpixels, probabilities (.npy per image) and round-0 answers under ``root``."""
     from adaspx import pipeline, synthetic
-    from adaspx.artifacts import SCHEMA_SUPERPIXELS
+    from adaspx.artifacts import SCHEMA_SUPERPIXELS, stored_labels
     from adaspx.datasets import read_label
     from adaspx.h5io import ArtifactWriter
 
@@ -77,7 +77,7 @@ def build(root: Path, images: int) -> None:
     (root / "npy").mkdir(exist_ok=True)
     with ArtifactWriter(root / "base.h5", SCHEMA_SUPERPIXELS, method="grid") as w:
         for k, image_id in enumerate(ids):
-            labels = grid_superpixels(k)
+            labels = stored_labels(grid_superpixels(k))  # as base_superpixels stores them
             w.add("labels", image_id, labels, regions=int(np.unique(labels).size))
             gt = read_label(root / "data" / "labels" / f"{image_id}.png")
             probs = synthetic_probs(gt, manifest["num_classes"], k).astype(np.float32)

@@ -411,7 +411,8 @@ def _without_stats(src, dst):
 @pytest.mark.parametrize("strategy", acq.STRATEGIES)
 def test_statistics_stored_by_merge_select_as_computed_ones(pool, tmp_path, strategy):
     # acquire reads the adaptive regions' statistics from merge_superpixels instead of the probabilities; the
-    # selection must be byte-identical to computing them from the probabilities
+    # selection must be the one computed from the probabilities (stored sums are added up from the base regions',
+    # so scores agree up to float64 rounding)
     from adaspx import pipeline
 
     regions = tmp_path / "regions.h5"
@@ -425,7 +426,10 @@ def test_statistics_stored_by_merge_select_as_computed_ones(pool, tmp_path, stra
     pipeline.acquire(pool / "manifest.json", [str(regions)], probs, None, stored, **args)
     pipeline.acquire(pool / "manifest.json", [str(tmp_path / "plain.h5")], [str(pool / "probs.h5")], None,
                      computed, **args)  # fmt: skip
-    assert stored.read_bytes() == computed.read_bytes()
+    got, expected = pd.read_csv(stored), pd.read_csv(computed)
+    floats = ["score", "uncertainty"]
+    pd.testing.assert_frame_equal(got.drop(columns=floats), expected.drop(columns=floats))
+    np.testing.assert_allclose(got[floats].to_numpy(), expected[floats].to_numpy(), rtol=1e-12)
     if strategy != "random":  # without statistics or probabilities, a model-based score cannot be computed
         with pytest.raises(ValueError, match=r"plain\.h5: image \S+: no region statistics"):
             pipeline.acquire(pool / "manifest.json", [str(tmp_path / "plain.h5")], [], None, tmp_path / "x.csv",

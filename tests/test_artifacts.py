@@ -37,3 +37,41 @@ def test_nan_anywhere_is_refused_even_when_reading_some_pixels(tmp_path):
             probs.at("img", (4, 4), np.array([0, 1]))
         with pytest.raises(ArtifactError, match=r"nan_probs\.h5: image img: probabilities of shape \(3, 4, 4\)"):
             probs.get("img", (8, 8))
+
+
+@pytest.mark.parametrize("level", [1, 0])
+@pytest.mark.parametrize("width", [1, 7, 8, 37])
+def test_compiled_decoding_gives_the_bits_of_numpy(level, width):
+    """Exact float16 conversion (subnormals too), class-by-class float32 sums, correctly rounded division."""
+    _probs = pytest.importorskip("adaspx._probs")
+    rng = np.random.default_rng(width)
+    raw = rng.random((19, 5, width), dtype=np.float32).astype(np.float16)
+    raw[:, 0, :] = rng.integers(0, 1024, size=(19, width)).astype(np.uint16).view(np.float16)  # subnormals
+    raw[:, 1, 0] = 0  # 0 / 0
+    raw[:, 2, 0] = np.float16(60000)  # the largest values
+    raw[4, 3, -1] = np.nan
+    raw[2, 4, 0] = -np.inf
+    expected = raw.astype(np.float32)
+    total = expected.sum(axis=0, keepdims=True)
+    with np.errstate(all="ignore"):
+        expected /= total
+    out = np.empty(raw.shape, dtype=np.float32)
+    try:
+        _probs.set_simd_level(level)
+        bad = _probs.normalise_half(raw.view(np.uint16), out)
+    finally:
+        _probs.set_simd_level(1)
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(out.view(np.uint32)[finite], expected.view(np.uint32)[finite])
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    assert bad == int((~np.isfinite(total)).sum()) == 2
+
+
+def test_label_maps_are_stored_as_uint16_when_their_ids_fit():
+    from adaspx.artifacts import stored_labels
+
+    small = np.array([[0, 65535], [7, 7]], dtype=np.int32)
+    assert stored_labels(small).dtype == np.uint16
+    np.testing.assert_array_equal(stored_labels(small), small)
+    for kept in (np.array([[0, 65536]], dtype=np.int32), np.array([[-1, 3]], dtype=np.int32)):
+        assert stored_labels(kept).dtype == np.int32

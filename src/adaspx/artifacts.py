@@ -18,11 +18,25 @@ import numpy as np
 
 from adaspx.h5io import ArtifactError, MultiArtifact
 
+try:
+    from adaspx import _probs as _kernel
+except ImportError:  # pragma: no cover - exercised only when the extension is not built
+    _kernel = None
+
 SCHEMA_SUPERPIXELS = "adaspx.superpixels/1"
 SCHEMA_PROBS = "adaspx.probs/1"
 SCHEMA_REGIONS = "adaspx.regions/1"
 SCHEMA_ANSWERS = "adaspx.answers/1"
 SCHEMA_TARGETS = "adaspx.targets/1"
+
+
+def stored_labels(labels: np.ndarray) -> np.ndarray:
+    """A superpixel or region map as it is stored: uint16 when every id fits (any map of fewer than 65,536 ids
+    from 0, SEEDS-8192 among them), which halves the bytes every stage reads and writes; unchanged otherwise.
+    Merging keeps the dtype, so the adaptive regions are stored as their base superpixels are."""
+    if labels.dtype != np.uint16 and labels.size and labels.min() >= 0 and labels.max() <= np.iinfo(np.uint16).max:
+        return labels.astype(np.uint16)
+    return labels
 
 
 def stored_shape(shape: tuple[int, int], stride: int) -> tuple[int, int]:
@@ -81,6 +95,10 @@ class Probabilities:
     def decode(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """:meth:`get` of an array from :meth:`read` (thread-safe: no file access)."""
         self._check_shape(image_id, raw, shape)
+        if raw.dtype == np.float16 and _kernel is not None:  # one pass, the bits of the NumPy path below
+            out = np.empty(raw.shape, dtype=np.float32)
+            self._refuse_non_finite(image_id, _kernel.normalise_half(raw.view(np.uint16), out))
+            return out
         return self._normalised(image_id, raw.astype(np.float32))
 
     def at(self, image_id: str, shape: tuple[int, int], flat_pixels: np.ndarray) -> np.ndarray:
@@ -104,13 +122,15 @@ class Probabilities:
     def _normalised(self, image_id: str, p: np.ndarray) -> np.ndarray:
         """Each vector (along axis 0) divided by its sum, in place; non-finite values are refused."""
         total = p.sum(axis=0, keepdims=True)
-        if not np.isfinite(total).all():
-            bad = int((~np.isfinite(total)).sum())
+        self._refuse_non_finite(image_id, int((~np.isfinite(total)).sum()))
+        p /= total
+        return p
+
+    def _refuse_non_finite(self, image_id: str, bad: int) -> None:
+        if bad:
             raise ArtifactError(
                 f"{self.path(image_id)}: image {image_id}: probabilities of {bad} pixels are NaN or infinite"
             )
-        p /= total
-        return p
 
     def close(self) -> None:
         self._files.close()
