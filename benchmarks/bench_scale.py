@@ -115,7 +115,7 @@ def run_stage(stage: str, root: Path, stride: int) -> dict:
                           str(rd / "answers0.csv"), str(rd / "answers0.h5"), [str(rd / "probs.h5")],
                           [str(root / "base.h5")], answers_csv=rd / "answers1.csv", answers_h5=rd / "answers1.h5",
                           targets_h5=rd / "targets1.h5", stats_json=rd / "stats1.json", round=1, sieve=True,
-                          min_pixels=512)  # fmt: skip
+                          min_pixels=512, threads=2)  # fmt: skip
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "images": len(ids), "peak_mib": peak_rss_mib()}
 

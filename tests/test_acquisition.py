@@ -329,6 +329,7 @@ def test_nan_probabilities_name_file_and_image(pool, tmp_path):
 
 def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
     from adaspx import pipeline
+    from adaspx.artifacts import add_answer_map
     from adaspx.h5io import Artifact, ArtifactWriter
 
     everything = _acquire(pool, tmp_path / "all.csv", budget=10_000)
@@ -338,10 +339,11 @@ def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
     with Artifact(pool / "base.h5") as base, ArtifactWriter(tmp_path / "answers.h5", pipeline.SCHEMA_ANSWERS) as w:
         for image_id in base.names("labels"):
             labels = base.get("labels", image_id)
-            amap = np.full(labels.shape, -1, np.int32)
-            for row, r in enumerate(top[top["image"] == image_id]["region"]):
-                amap[labels == r] = row
-            w.add("labels", image_id, amap)
+            amap = np.zeros(labels.shape, np.uint16)
+            mine = top[top["image"] == image_id]
+            for k, r in enumerate(mine["region"]):
+                amap[labels == r] = k + 1
+            add_answer_map(w, image_id, amap, mine.index.to_numpy())
     ans = str(tmp_path / "answers.h5")
     sel = _acquire(pool, tmp_path / "excl.csv", budget=10_000, answers=ans, exclude_labeled=0.5)
     assert len(sel) == n - 4 and sel["clicks"].sum() == n - 4  # the whole budget goes to the rest

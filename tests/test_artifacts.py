@@ -59,12 +59,14 @@ def test_compiled_decoding_gives_the_bits_of_numpy(level, width):
     try:
         _probs.set_simd_level(level)
         bad = _probs.normalise_half(raw.view(np.uint16), out)
+        counted = _probs.non_finite_pixels(raw.view(np.uint16))
     finally:
         _probs.set_simd_level(1)
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(out.view(np.uint32)[finite], expected.view(np.uint32)[finite])
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     assert bad == int((~np.isfinite(total)).sum()) == 2
+    assert counted == 2
 
 
 def test_label_maps_are_stored_as_uint16_when_their_ids_fit():
@@ -75,3 +77,21 @@ def test_label_maps_are_stored_as_uint16_when_their_ids_fit():
     np.testing.assert_array_equal(stored_labels(small), small)
     for kept in (np.array([[0, 65536]], dtype=np.int32), np.array([[-1, 3]], dtype=np.int32)):
         assert stored_labels(kept).dtype == np.int32
+
+
+def test_answer_maps_round_trip_and_name_each_pixels_row(tmp_path):
+    from adaspx.artifacts import SCHEMA_ANSWERS, AnswerMaps, add_answer_map, answered_pixels
+
+    local = np.array([[0, 2, 2], [1, 0, 3]], dtype=np.uint16)
+    rows = np.array([40, 7, 41])  # painted in this order: local index k is row rows[k - 1]
+    with ArtifactWriter(tmp_path / "answers.h5", SCHEMA_ANSWERS) as w:
+        add_answer_map(w, "img", local, rows)
+        with pytest.raises(ValueError, match="image bad: an answer map must be uint16/uint32 indexes into its 3"):
+            add_answer_map(w, "bad", local.astype(np.int32), rows)
+        with pytest.raises(ValueError, match="image bad: an answer map"):
+            add_answer_map(w, "bad", local + 1, rows)  # index 4 of 3 rows
+    with AnswerMaps(tmp_path / "answers.h5") as maps:
+        got_local, got_rows = maps.read("img")
+    np.testing.assert_array_equal(got_local, local)
+    pixels, pixel_rows = answered_pixels(got_local, got_rows)
+    assert pixels.tolist() == [1, 2, 3, 5] and pixel_rows.tolist() == [7, 7, 40, 41]

@@ -11,6 +11,8 @@ import pytest
 from PIL import Image
 from workflow_helpers import TINY_CONFIG, run_snakemake
 
+from adaspx.artifacts import AnswerMaps
+
 pytestmark = pytest.mark.e2e
 
 R = "results/tiny"
@@ -95,9 +97,10 @@ def test_selection_answers_targets(tiny_run):
     assert stats["clicks"] == 32 and stats["clicks_round"] == 10
     # oracle regions are pure: every pixel answered after the (base-superpixel) warm-up is correct
     later = a2.index[a2["round"] >= 1].to_numpy()
-    with h5py.File(base / "round2/answers.h5") as amaps:
+    with AnswerMaps(base / "round2/answers.h5") as amaps:
         for image in a2.loc[later, "image"].unique():
-            amap = amaps["labels"][image][()]
+            local, rows = amaps.read(image)
+            amap = np.r_[-1, rows][local]  # the row of each pixel's answer, -1: none
             gt = np.asarray(Image.open(tiny_run / "resources/datasets/tiny/labels" / f"{image}.png"))
             mask = np.isin(amap, later)
             assert mask.any()

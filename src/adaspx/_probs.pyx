@@ -90,6 +90,52 @@ cdef extern from *:
     }
     #endif
 
+    /* pixels whose float32 class sum (as adx_normalise_half takes it) is not finite */
+    static int64_t adx_non_finite_half(const uint16_t *src, int C, int64_t plane)
+    {
+        int64_t px, bad = 0;
+        int c;
+        float total;
+        for (px = 0; px < plane; px++) {
+            total = adx_half_to_float(src[px]);
+            for (c = 1; c < C; c++) total += adx_half_to_float(src[c * plane + px]);
+            bad += !isfinite(total);
+        }
+        return bad;
+    }
+
+    #ifdef ADX_F16C
+    __attribute__((target("avx2,f16c")))
+    static int64_t adx_non_finite_half_avx2(const uint16_t *src, int C, int64_t plane)
+    {
+        int64_t px, bad = 0, i;
+        int c;
+        __m256 total, inf = _mm256_set1_ps(INFINITY);
+        __m256i sign = _mm256_set1_epi32(0x7fffffff);
+        for (px = 0; px + 8 <= plane; px += 8) {
+            total = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + px)));
+            for (c = 1; c < C; c++)
+                total = _mm256_add_ps(total, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + c * plane + px))));
+            bad += 8 - __builtin_popcount(
+                       _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(total, _mm256_castsi256_ps(sign)), inf, _CMP_LT_OQ)));
+        }
+        for (i = px; i < plane; i++) {
+            float t = adx_half_to_float(src[i]);
+            for (c = 1; c < C; c++) t += adx_half_to_float(src[c * plane + i]);
+            bad += !isfinite(t);
+        }
+        return bad;
+    }
+    #endif
+
+    static int64_t adx_count_non_finite_half(const uint16_t *src, int C, int64_t plane)
+    {
+    #ifdef ADX_F16C
+        if (adx_half_simd) return adx_non_finite_half_avx2(src, C, plane);
+    #endif
+        return adx_non_finite_half(src, C, plane);
+    }
+
     static int64_t adx_normalise_half(const uint16_t *src, float *dst, int C, int64_t plane)
     {
     #ifdef ADX_F16C
@@ -101,6 +147,7 @@ cdef extern from *:
     int adx_half_simd
     int adx_half_detect() nogil
     int64_t adx_normalise_half(const uint16_t* src, float* dst, int C, int64_t plane) nogil
+    int64_t adx_count_non_finite_half(const uint16_t* src, int C, int64_t plane) nogil
 
 
 _DETECTED = adx_half_detect()
@@ -130,4 +177,16 @@ def normalise_half(const uint16_t[:, :, ::1] bits, float[:, :, ::1] out):
         return 0
     with nogil:
         bad = adx_normalise_half(&bits[0, 0, 0], &out[0, 0, 0], C, plane)
+    return int(bad)
+
+
+def non_finite_pixels(const uint16_t[:, :, ::1] bits):
+    """Pixels of a float16 (C, h, w) array, given as its uint16 bits, whose float32 class sum is not finite: the
+    count :func:`normalise_half` returns, without writing anything."""
+    cdef int C = <int>bits.shape[0]
+    cdef int64_t plane = bits.shape[1] * bits.shape[2], bad
+    if C == 0 or plane == 0:
+        return 0
+    with nogil:
+        bad = adx_count_non_finite_half(&bits[0, 0, 0], C, plane)
     return int(bad)

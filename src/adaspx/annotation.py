@@ -1,9 +1,10 @@
 """Simulated annotation: dominant label per queried region, sieving, and training targets.
 
 Answers are facts: once the simulated annotator has answered a region, the answer is never rewritten. Per image
-an *answer map* (int32, -1 = never answered) records, for every pixel, the row of the answer table that labels
-it; a later answer covering the same pixel takes precedence, as in the reference code, which paints each
-round's regions over the previous ones. Training targets are derived from answers (and, with sieving, from the
+an *answer map* records, for every pixel, the row of the answer table that labels it (the functions here take it
+as int rows, -1 = never answered; ``answers.h5`` stores it compactly, see :class:`adaspx.artifacts.AnswerMaps`);
+a later answer covering the same pixel takes precedence, as in the reference code, which paints each round's
+regions over the previous ones. Training targets are derived from answers (and, with sieving, from the
 latest model's probabilities) and can be rebuilt at any time.
 """
 
@@ -21,20 +22,27 @@ SIEVE_METHODS = ("knee", "knee_disagree")
 """``knee``: the reference. ``knee_disagree``: the knee plus pixels the model confidently gives another class."""
 
 
-def region_rows(regions: np.ndarray, region_ids: np.ndarray) -> np.ndarray:
-    """(H, W) int64: the position of each pixel's region in the sorted, distinct ``region_ids``; -1 for other
-    regions. Computed once per image, it serves :func:`dominant_labels` and :func:`paint_answers`."""
+def region_pixels(regions: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pixels of some regions: their flat indexes in raster order, and for each the position of its region in
+    the sorted, distinct ``region_ids``. Computed once per image, it serves :func:`dominant_labels` and
+    :func:`paint_answers`; it never builds a full-size index map (queried regions are a small part of an image)."""
     region_ids = np.asarray(region_ids, dtype=np.int64)
+    flat = regions.ravel()
     if region_ids.size == 0:
-        return np.full(regions.shape, -1, dtype=np.int64)
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     lo = min(int(regions.min()), int(region_ids[0]))
     hi = max(int(regions.max()), int(region_ids[-1]))
     if hi - lo >= 4 * regions.size + 1024:  # sparse ids: a binary search instead of a look-up table
-        pos = np.minimum(np.searchsorted(region_ids, regions), region_ids.size - 1)
-        return np.where(region_ids[pos] == regions, pos, -1)
+        pixels = np.flatnonzero(np.isin(flat, region_ids))
+        return pixels, np.searchsorted(region_ids, flat[pixels])
     lut = np.full(hi - lo + 1, -1, dtype=np.int64)
     lut[region_ids - lo] = np.arange(region_ids.size)
-    return lut[regions - lo]
+    if lo >= 0 and hi < 4 * regions.size + 1024:  # index the table with the map itself, no shifted copy
+        lut = np.concatenate([np.full(lo, -1, dtype=np.int64), lut])
+        pixels = np.flatnonzero(np.take(lut >= 0, flat))  # np.take: faster than fancy indexing
+        return pixels, lut[flat[pixels]]
+    pixels = np.flatnonzero(np.take(lut >= 0, flat.astype(np.int64) - lo))
+    return pixels, lut[flat[pixels].astype(np.int64) - lo]
 
 
 def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray, where=None) -> np.ndarray:
@@ -45,9 +53,8 @@ def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray, whe
     if region_ids.size == 0:
         return np.zeros((0, 256), dtype=np.int64)
     uniq = np.unique(region_ids)
-    rows = region_rows(regions, uniq) if where is None else where
-    inside = rows >= 0
-    hist = np.bincount(rows[inside] * 256 + gt[inside], minlength=uniq.size * 256).reshape(uniq.size, 256)
+    pixels, pos = region_pixels(regions, uniq) if where is None else where
+    hist = np.bincount(pos * 256 + gt.ravel()[pixels], minlength=uniq.size * 256).reshape(uniq.size, 256)
     missing = hist.sum(axis=1) == 0
     if missing.any():
         raise ValueError(f"regions {uniq[missing][:5].tolist()} do not exist in the region map")
@@ -58,15 +65,14 @@ def paint_answers(
     answer_map: np.ndarray, regions: np.ndarray, region_ids: np.ndarray, rows: np.ndarray, *, where=None
 ) -> None:
     """Point every pixel of each answered region at its answer row, in place (a later row wins over an earlier
-    one, and over the map's previous answers). ``where``: :func:`region_rows` of the distinct ids, if at hand."""
+    one, and over the map's previous answers). ``where``: :func:`region_pixels` of the distinct ids, if at hand."""
     region_ids = np.asarray(region_ids, dtype=np.int64)
     if region_ids.size == 0:
         return
     # the last listing of a region wins, as painting the regions one after the other would
     uniq, last = np.unique(region_ids[::-1], return_index=True)
-    where = region_rows(regions, uniq) if where is None else where
-    inside = where >= 0
-    answer_map[inside] = np.asarray(rows, dtype=answer_map.dtype)[::-1][last][where[inside]]
+    pixels, pos = region_pixels(regions, uniq) if where is None else where
+    answer_map.ravel()[pixels] = np.asarray(rows, dtype=answer_map.dtype)[::-1][last][pos]
 
 
 def dominant_labels(
@@ -75,7 +81,7 @@ def dominant_labels(
     """Most frequent ground-truth value (void 255 counted as a value) and pixel count of each queried region.
 
     Ties go to the smaller value. A region id absent from ``regions`` raises ValueError. ``where``: the
-    :func:`region_rows` of the distinct ``region_ids``, if at hand.
+    :func:`region_pixels` of the distinct ``region_ids``, if at hand.
     """
     sub = _histograms(regions, gt, region_ids, where)
     return sub.argmax(axis=1).astype(np.uint8), sub.sum(axis=1).astype(np.int64)
@@ -192,8 +198,16 @@ def sieve_answered(
 
 def targets_from_answers(answer_map: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(H, W) uint8 targets: the answered label of every pixel's latest answer, 255 where unanswered or void."""
-    lut = np.append(np.asarray(labels, dtype=np.uint8), np.uint8(IGNORE_INDEX))  # row -1 -> 255
-    return lut[answer_map]
+    answered = np.flatnonzero(answer_map.ravel() >= 0)
+    return answered_targets(answer_map.shape, answered, np.asarray(labels)[answer_map.ravel()[answered]])
+
+
+def answered_targets(shape: tuple[int, int], answered: np.ndarray, pixel_labels: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 targets: ``pixel_labels`` at the answered pixels (flat indexes, usually a small part of the
+    image), 255 elsewhere."""
+    target = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
+    target.ravel()[answered] = pixel_labels
+    return target
 
 
 def precision(targets: np.ndarray, gt: np.ndarray) -> tuple[int, int]:

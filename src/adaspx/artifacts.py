@@ -6,6 +6,9 @@ map, each error naming the file and the image. Stages work on the probabilities 
 label pixel (y, x) up at ``(y // stride, x // stride)`` (:func:`at_label_resolution`, :func:`lookup`), so a
 half-resolution file is never blown up to full resolution.
 
+:class:`AnswerMaps` reads ``answers.h5`` and :func:`add_answer_map` writes it: per image, which answer labels
+each pixel.
+
 :class:`RegionTable` reads the per-region statistics ``merge_superpixels`` stores beside its region maps, so
 ``acquire`` does not compute them again.
 """
@@ -16,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from adaspx.h5io import ArtifactError, MultiArtifact
+from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact
 
 try:
     from adaspx import _probs as _kernel
@@ -26,7 +29,7 @@ except ImportError:  # pragma: no cover - exercised only when the extension is n
 SCHEMA_SUPERPIXELS = "adaspx.superpixels/1"
 SCHEMA_PROBS = "adaspx.probs/1"
 SCHEMA_REGIONS = "adaspx.regions/1"
-SCHEMA_ANSWERS = "adaspx.answers/1"
+SCHEMA_ANSWERS = "adaspx.answers/2"
 SCHEMA_TARGETS = "adaspx.targets/1"
 
 
@@ -87,10 +90,11 @@ class Probabilities:
         after the float16 round trip; ``shape`` is the image's label map shape, checked against the stride."""
         return self.decode(image_id, self.read(image_id), shape)
 
-    def read(self, image_id: str) -> np.ndarray:
+    def read(self, image_id: str, ring=None) -> np.ndarray:
         """The stored array of ``image_id`` as it is (float16); :meth:`decode` turns it into probabilities. Reading
-        and decoding are apart so that threads can decode while the calling thread reads the next image."""
-        return self._files.get("probs", image_id)  # names the files and the image when missing
+        and decoding are apart so that threads can decode while the calling thread reads the next image (into
+        ``ring``'s arrays, an :class:`adaspx.parallel.BufferRing`, if given)."""
+        return self._files.get("probs", image_id, ring)  # names the files and the image when missing
 
     def decode(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """:meth:`get` of an array from :meth:`read` (thread-safe: no file access)."""
@@ -104,11 +108,17 @@ class Probabilities:
     def at(self, image_id: str, shape: tuple[int, int], flat_pixels: np.ndarray) -> np.ndarray:
         """float32 (C, n) probabilities of the label pixels given by their flat indices in the (H, W) label map:
         the values :meth:`get` gives there, decoding only those columns (the whole array is checked for NaN)."""
-        raw = self.read(image_id)
+        return self.decode_at(image_id, self.read(image_id), shape, flat_pixels)
+
+    def decode_at(self, image_id: str, raw: np.ndarray, shape: tuple[int, int], flat_pixels: np.ndarray) -> np.ndarray:
+        """:meth:`at` of an array from :meth:`read` (thread-safe: no file access)."""
         self._check_shape(image_id, raw, shape)
-        bits = raw.view(np.uint16) if raw.dtype == np.float16 else None
-        if bits is not None and ((bits & 0x7C00) == 0x7C00).any():  # a float16 NaN or infinity somewhere
-            self._normalised(image_id, raw.astype(np.float32))  # raises, counting the pixels
+        if _kernel is not None and raw.dtype == np.float16:
+            self._refuse_non_finite(image_id, _kernel.non_finite_pixels(raw.view(np.uint16)))
+        else:
+            bits = raw.view(np.uint16) if raw.dtype == np.float16 else None
+            if bits is not None and ((bits & 0x7C00) == 0x7C00).any():  # a float16 NaN or infinity somewhere
+                self._normalised(image_id, raw.astype(np.float32))  # raises, counting the pixels
         return self._normalised(image_id, lookup(raw, flat_pixels, shape[1], self.stride).astype(np.float32))
 
     def _check_shape(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> None:
@@ -209,3 +219,45 @@ class RegionTable:
         out = {c: part.rows("stats", c, start, start + count) for c in columns}
         out.update({c: part.rows("image_stats", c, j, j + 1)[0] for c in image_columns})
         return out
+
+
+class AnswerMaps:
+    """The answer maps of one round (``answers.h5``), read per image.
+
+    Per image, ``/labels/<id>`` is a map of small integers, uint16 (uint32 past 65,535 answers on one image): 0 where
+    no answer covers the pixel, k where the pixel's latest answer is row ``rows[k - 1]`` of ``answers.csv``; and
+    ``/rows/<id>`` (int64) lists those rows in the order they were painted. Half the bytes of a map of rows, and
+    the rows an image refers to are at hand without decoding its map.
+    """
+
+    def __init__(self, path) -> None:
+        self._file = Artifact(path, SCHEMA_ANSWERS)
+        self.path = self._file.path
+
+    def read(self, image_id: str, ring=None) -> tuple[np.ndarray, np.ndarray]:
+        """``(map, rows)`` of ``image_id`` as stored (the map into ``ring``'s next array, if given)."""
+        return self._file.get("labels", image_id, ring), self._file.get("rows", image_id)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> AnswerMaps:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def add_answer_map(w: ArtifactWriter, image_id: str, answer_map: np.ndarray, rows: np.ndarray) -> None:
+    """Store one image's answer map (see :class:`AnswerMaps`)."""
+    if answer_map.dtype not in (np.uint16, np.uint32) or int(answer_map.max(initial=0)) > len(rows):
+        raise ValueError(f"image {image_id}: an answer map must be uint16/uint32 indexes into its {len(rows)} rows")
+    w.add("labels", image_id, answer_map)
+    w.add("rows", image_id, np.asarray(rows, dtype=np.int64))
+
+
+def answered_pixels(answer_map: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat indexes of the answered pixels of a stored answer map, in raster order, and the answer row of each."""
+    flat = answer_map.ravel()
+    answered = np.flatnonzero(flat)
+    return answered, np.asarray(rows, dtype=np.int64)[flat[answered].astype(np.int64) - 1]

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import yaml
 from PIL import Image
@@ -70,6 +71,10 @@ def read_label(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             if im.mode not in ("L", "P", "I", "I;16"):
                 raise DatasetError(f"{path}: label PNG must be single-channel class indices, got mode {im.mode}")
+            if im.mode == "L" and im.format == "PNG":  # OpenCV decodes 8-bit grey PNGs ~30% faster than Pillow
+                arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+                if arr is not None and arr.dtype == np.uint8 and arr.shape == (im.height, im.width):
+                    return arr
             im.load()
             arr = np.asarray(im)
     except FileNotFoundError:

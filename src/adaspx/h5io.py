@@ -45,12 +45,13 @@ TABLE_CHUNK_BYTES = 1 << 18
 """Appendable tables are chunked by about this many bytes per column."""
 
 
-def read_whole(ds: h5py.Dataset) -> np.ndarray:
-    """A whole numeric dataset into a new array. ``read_direct`` into ``np.empty``: ``ds[()]`` on a freshly
-    opened dataset takes ~10 ms longer per 1024x2048 int32 map (measured with h5py 3, HDF5 1.14)."""
+def read_whole(ds: h5py.Dataset, ring=None) -> np.ndarray:
+    """A whole numeric dataset into a new array, or into the next array of ``ring`` (an
+    :class:`adaspx.parallel.BufferRing`). ``read_direct``: ``ds[()]`` on a freshly opened dataset takes ~10 ms
+    longer per 1024x2048 int32 map (measured with h5py 3, HDF5 1.14)."""
     if ds.ndim == 0 or ds.size == 0 or ds.dtype.kind not in "biuf":
         return ds[()]
-    out = np.empty(ds.shape, dtype=ds.dtype)
+    out = ring.array(ds.shape, ds.dtype) if ring is not None else np.empty(ds.shape, dtype=ds.dtype)
     ds.read_direct(out)
     return out
 
@@ -176,12 +177,13 @@ class Artifact:
             return []
         return list(self._file[group].keys())
 
-    def get(self, group: str, name: str) -> np.ndarray:
+    def get(self, group: str, name: str, ring=None) -> np.ndarray:
+        """``/<group>/<name>`` whole (into ``ring``'s next array, see :func:`read_whole`)."""
         try:
             ds = self._file[group][name]
         except KeyError:
             raise ArtifactError(f"{self.path}: no dataset /{group}/{name}") from None
-        return read_whole(ds)
+        return read_whole(ds, ring)
 
     def dataset(self, group: str, name: str) -> h5py.Dataset:
         return self._file[group][name]
@@ -234,12 +236,13 @@ class MultiArtifact:
         part = self._where.get((group, name))
         return str(part.path) if part is not None else ", ".join(str(p.path) for p in self.parts)
 
-    def get(self, group: str, name: str) -> np.ndarray:
+    def get(self, group: str, name: str, ring=None) -> np.ndarray:
         try:
-            return self._where[(group, name)].get(group, name)
+            part = self._where[(group, name)]
         except KeyError:
             paths = ", ".join(str(p.path) for p in self.parts)
             raise ArtifactError(f"{paths}: no dataset /{group}/{name}") from None
+        return part.get(group, name, ring)
 
     def dataset(self, group: str, name: str) -> h5py.Dataset:
         return self._where[(group, name)].dataset(group, name)

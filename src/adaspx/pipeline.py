@@ -26,13 +26,17 @@ from adaspx.artifacts import (
     SCHEMA_SUPERPIXELS,
     SCHEMA_TARGETS,
     STATS_COLUMNS,
+    AnswerMaps,
     Probabilities,
     RegionTable,
     RegionTableWriter,
+    add_answer_map,
+    answered_pixels,
     at_label_resolution,
     stored_labels,
 )
 from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact, write_csv, write_json
+from adaspx.parallel import BufferRing, ordered_map, usable_cores
 
 log = logging.getLogger("adaspx")
 
@@ -327,7 +331,6 @@ def merge_superpixels(
     describe one image at a time, single-threaded, so the result does not depend on their number.
     """
     from adaspx.merge import _check_eps, _check_max_visited, region_stats_and_merge
-    from adaspx.parallel import ordered_map, usable_cores
 
     eps = _check_eps(eps)
     _check_max_visited(max_visited)
@@ -345,14 +348,17 @@ def merge_superpixels(
             )
             return image_id, merged, len(stats.ids), features
 
+        workers = threads or usable_cores()
+        label_ring, probs_ring = BufferRing(workers), BufferRing(workers)
+
         def inputs():
             for image_id in base.names("labels"):
-                yield image_id, base.get("labels", image_id), probs.read(image_id)
+                yield image_id, base.get("labels", image_id, label_ring), probs.read(image_id, probs_ring)
 
         n_base = n_merged = 0
         table = RegionTableWriter(w)
         for image_id, merged, regions, (columns, per_image) in _progress(
-            ordered_map(merge_one, inputs(), threads or usable_cores()), "merge"
+            ordered_map(merge_one, inputs(), workers), "merge"
         ):
             base_regions = int(base.dataset("labels", image_id).attrs["regions"])
             w.add("labels", image_id, merged, regions=regions, base_regions=base_regions)
@@ -429,7 +435,7 @@ def acquire(
         _check_covers_pool(regions, ids)
         table = RegionTable(regions)
         probs = stack.enter_context(Probabilities(probs_paths)) if (need_stats and probs_paths) else None
-        answers = stack.enter_context(Artifact(answers_path, SCHEMA_ANSWERS)) if answers_path else None
+        answers = stack.enter_context(AnswerMaps(answers_path)) if answers_path else None
         for image_id in _progress(ids, "acquire"):
             labels = None
             feats = table.get(image_id, columns, image_columns) if need_stats else None
@@ -462,7 +468,7 @@ def acquire(
                 n_classes = np.ones(len(rid), dtype=np.int64)
             if answers is not None and exclude_labeled is not None:
                 labels = regions.get("labels", image_id) if labels is None else labels
-                answered = answers.get("labels", image_id) >= 0
+                answered = answers.read(image_id)[0] > 0
                 labeled = np.bincount(acquisition.dense_index(labels[answered], rid), minlength=len(rid)) / size
             else:
                 labeled = np.zeros(len(rid))
@@ -558,10 +564,14 @@ def annotate(
     prev_targets_h5: str | None = None,
     click_cost: str = "region",
     budget: int | None = None,
+    threads: int | None = None,
     config=None,
     **attrs: Any,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
+
+    ``threads`` workers (default: every usable core) answer one image each while the calling thread reads and
+    writes; the outputs do not depend on their number.
 
     ``click_cost="classes"`` charges each answer the number of ground-truth classes in its region (``region``: the
     selection's clicks, 1 per region). Selection only estimated those clicks, so with a ``budget`` the annotator
@@ -612,7 +622,7 @@ def annotate(
         else:  # exact costs: the selection fits the budget, the reserve (there is none) is not needed
             selection = selection[~selection["reserve"]]
         by_image = {k: g for k, g in selection.groupby("image", sort=False)}
-        prev_h5 = stack.enter_context(Artifact(prev_answers_h5, SCHEMA_ANSWERS)) if prev_answers_h5 else None
+        prev_maps = stack.enter_context(AnswerMaps(prev_answers_h5)) if prev_answers_h5 else None
         probs = stack.enter_context(Probabilities(probs_paths)) if sieve else None
         frozen = (
             stack.enter_context(Artifact(prev_targets_h5, SCHEMA_TARGETS))
@@ -623,65 +633,96 @@ def annotate(
         wt = stack.enter_context(
             ArtifactWriter(targets_h5, SCHEMA_TARGETS, config=config, round=round, sieve=sieve, **attrs)
         )
-        # One pass over the pool, one image in memory: answer its selected regions, write its answer map and
-        # targets, count. Rows are numbered in pool order, then selection order within an image.
+        # One pass over the pool in pool order: the calling thread reads and writes, worker threads answer one
+        # image each (its selected regions, answer map, targets, counts), so memory holds a few images at most.
+        # Rows are numbered in pool order, then selection order within an image, whatever the number of threads.
         labels_of_row = np.full(len(previous) + len(selection), IGNORE_INDEX, dtype=np.int64)
         labels_of_row[: len(previous)] = previous["label"].to_numpy(np.int64)
-        new_rows: list[tuple] = []
-        for image_id in _progress(ids, "annotate"):
-            gt = None
-            amap = prev_h5.get("labels", image_id) if prev_h5 is not None else None
+        first_row, n = {}, len(previous)
+        for image_id in ids:
+            first_row[image_id] = n
+            n += len(by_image[image_id]) if image_id in by_image else 0
+        charged_col = "charged" if click_cost == "classes" else "clicks"
+        fresh_rows = np.arange(len(previous), len(labels_of_row)) if frozen is not None else None
+
+        def answer_one(image_id: str, amap, amap_rows, rmap, raw_probs, frozen_target):
+            """(answer map and its rows, targets, new answer rows, per-class counts before and after sieving)."""
+            gt, rows, counts = None, [], np.zeros((2, 2, c), dtype=np.int64)
             if image_id in by_image:
                 sel = by_image[image_id]
-                rmap, gt = regions.get("labels", image_id), ds.label(image_id)
+                gt = ds.label(image_id)
                 if rmap.shape != gt.shape:
                     raise ArtifactError(
                         f"{regions.path_of('labels', image_id)}: image {image_id}: region map of shape "
                         f"{rmap.shape}, but its label is {gt.shape}"
                     )
                 rids = sel["region"].to_numpy(np.int64)
-                where = annotation.region_rows(rmap, np.unique(rids))
+                where = annotation.region_pixels(rmap, np.unique(rids))
                 try:
                     labels, pixels = annotation.dominant_labels(rmap, gt, rids, where=where)
                 except ValueError as err:
                     raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
-                first = len(previous) + len(new_rows)
+                first = first_row[image_id]
                 if amap is None:
-                    amap = np.full(gt.shape, -1, dtype=np.int32)
-                annotation.paint_answers(amap, rmap, rids, np.arange(first, first + len(rids)), where=where)
-                labels_of_row[first : first + len(rids)] = labels
-                charged = sel["charged" if click_cost == "classes" else "clicks"]
-                for rid, lab, npx, clicks in zip(rids, labels, pixels, charged, strict=True):
-                    new_rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks)))
+                    amap, amap_rows = np.zeros(gt.shape, dtype=np.uint16), np.zeros(0, dtype=np.int64)
+                k = len(amap_rows)
+                amap_rows = np.concatenate([amap_rows, np.arange(first, first + len(rids))])
+                if len(amap_rows) > np.iinfo(amap.dtype).max:
+                    amap = amap.astype(np.uint32)
+                annotation.paint_answers(amap, rmap, rids, np.arange(k + 1, k + 1 + len(rids)), where=where)
+                labels_of_row[first : first + len(rids)] = labels  # this image's rows: no other thread's
+                for rid, lab, npx, clicks in zip(rids, labels, pixels, sel[charged_col], strict=True):
+                    rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks)))
             if amap is None:  # never answered: no targets, nothing to count
-                shape = regions.dataset("labels", image_id).shape
-                wa.add("labels", image_id, np.full(shape, -1, dtype=np.int32))
-                wt.add("labels", image_id, np.full(shape, IGNORE_INDEX, dtype=np.uint8))
-                continue
-            wa.add("labels", image_id, amap)
-            target = annotation.targets_from_answers(amap, labels_of_row)
-            labeled = bool((target != IGNORE_INDEX).any())
-            if labeled:
-                gt = ds.label(image_id) if gt is None else gt
-                _count(before, target, gt, c)
-            if probs is not None and labeled:
-                answered = np.flatnonzero(amap.ravel() >= 0)
+                return None, None, None, rows, counts
+            answered, pixel_rows = answered_pixels(amap, amap_rows)  # every labeled pixel is one of these
+            target = annotation.answered_targets(amap.shape, answered, labels_of_row[pixel_rows])
+            if not (target.ravel()[answered] != IGNORE_INDEX).any():
+                return amap, amap_rows, target, rows, counts
+            gt = ds.label(image_id) if gt is None else gt
+            _count(counts[0], target.ravel()[answered], gt.ravel()[answered], c)
+            if raw_probs is not None:
                 drop = annotation.sieve_answered(
-                    amap.ravel()[answered],
+                    pixel_rows,
                     labels_of_row,
-                    probs.at(image_id, amap.shape, answered),
+                    probs.decode_at(image_id, raw_probs, amap.shape, answered),
                     min_pixels,
                     method=sieve_method,
                     disagree_threshold=disagree_threshold,
-                    rows=np.arange(len(previous), len(labels_of_row)) if frozen is not None else None,
+                    rows=fresh_rows,
                 )
                 target.ravel()[answered[drop]] = IGNORE_INDEX
-                if frozen is not None:  # earlier answers keep the sieving of their own round
-                    old = (amap >= 0) & (amap < len(previous))
-                    target[old] = frozen.get("labels", image_id)[old]
-            if labeled:
-                _count(after, target, gt, c)
+                if frozen_target is not None:  # earlier answers keep the sieving of their own round
+                    old = answered[pixel_rows < len(previous)]
+                    target.ravel()[old] = frozen_target.ravel()[old]
+            _count(counts[1], target.ravel()[answered], gt.ravel()[answered], c)
+            return amap, amap_rows, target, rows, counts
+
+        workers = threads or usable_cores()
+        rings = [BufferRing(workers) for _ in range(4)]
+
+        def inputs():
+            for image_id in ids:
+                amap, amap_rows = prev_maps.read(image_id, rings[0]) if prev_maps is not None else (None, None)
+                selected = image_id in by_image
+                rmap = regions.get("labels", image_id, rings[1]) if selected else None
+                answered = selected or amap is not None
+                raw = probs.read(image_id, rings[2]) if probs is not None and answered else None
+                old = frozen.get("labels", image_id, rings[3]) if frozen is not None and answered else None
+                yield image_id, amap, amap_rows, rmap, raw, old
+
+        new_rows: list[tuple] = []
+        results = ordered_map(answer_one, inputs(), workers)
+        for image_id, (amap, amap_rows, target, rows, counts) in zip(_progress(ids, "annotate"), results, strict=True):
+            if amap is None:
+                shape = regions.dataset("labels", image_id).shape
+                amap, amap_rows = np.zeros(shape, dtype=np.uint16), np.zeros(0, dtype=np.int64)
+                target = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
+            add_answer_map(wa, image_id, amap, amap_rows)
             wt.add("labels", image_id, target)
+            new_rows.extend(rows)
+            before += counts[0]
+            after += counts[1]
     answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
     write_csv(answers_csv, answers[ANSWER_COLUMNS])
 
@@ -774,7 +815,8 @@ def _charge_classes(selection: pd.DataFrame, selection_path, regions, ds, budget
 
 
 def _count(acc: np.ndarray, target: np.ndarray, gt: np.ndarray, c: int) -> None:
-    """Per class of the target: labeled pixels and pixels whose target equals the ground truth."""
+    """Per class of the target: labeled pixels and pixels whose target equals the ground truth (``target`` and
+    ``gt`` of the same pixels, any shape)."""
     lab = target != IGNORE_INDEX
     t = target[lab].astype(np.int64)
     acc[0] += np.bincount(t, minlength=c)[:c]

@@ -19,6 +19,7 @@ rule annotate:
         f"{ROUND}/benchmarks/annotate.tsv"
     conda:
         CONDA_ENV
+    threads: 2
     params:
         sieve=lambda w: experiment(w.experiment).get("sieve", False),
         min_pixels=config["sieve"].get("min_pixels"),

@@ -17,6 +17,7 @@ with log_to(snakemake.log[0]):
         targets_h5=o.targets,
         stats_json=o.stats,
         prev_targets_h5=i.prev_targets or None,
+        threads=snakemake.threads,
         config=params,
         **params,
         **attrs,
