@@ -56,7 +56,7 @@ def test_superpixel_and_probability_artifacts(tiny_run):
             assert f.attrs["schema"] == "adaspx.superpixels/1"
             assert json.loads(f.attrs["config"])["method"] == "slic"
             for name, ds in f["labels"].items():
-                assert ds.shape == (48, 64) and ds.dtype == np.int32
+                assert ds.shape == (48, 64) and ds.dtype == np.uint16  # ids fit: stored as uint16
                 seen.append(name)
         with h5py.File(tiny_run / R / f"warmup/seed0/round0/probs_shard{k}.h5") as f:
             assert f.attrs["schema"] == "adaspx.probs/1"
