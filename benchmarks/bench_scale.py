@@ -10,14 +10,15 @@ Then runs, each in its own process so that its peak RSS is its own, the stages a
 - ``merge``: ``merge_superpixels`` (adaptive regions and their statistics) on 2 threads;
 - ``acquire``: class-balanced acquisition of 8 clicks per image, reading the stored region statistics and the
   previous answers (exclusion of answered regions);
-- ``annotate``: a round >= 1 with sieving (previous answers, the probabilities, the knee per answered region).
+- ``annotate``: a round >= 1 with sieving (previous answers, the probabilities, the knee per answered region), on
+  2 threads.
 
 For each stage and pool size it prints the peak RSS of the stage's process and the seconds per image of the stage
 call (imports excluded), and as ratios measured in the same run: the 4N run's peak RSS over the N run's (goal: at
 most 1.15, memory flat in the pool) and seconds per image over one ``np.sum`` pass over that image's float32
 (C, 1024, 2048) probabilities (goal: at most 5 for merge, acquire and annotate, reads and writes included).
 
-    python benchmarks/bench_scale.py             # N = 4 (4 and 16 images), about 3 minutes on 2 cores
+    python benchmarks/bench_scale.py             # N = 4 (4 and 16 images), about 1 minute on 2 cores
     python benchmarks/bench_scale.py --n 8 --stride 1
 """
 
