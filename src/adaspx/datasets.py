@@ -131,7 +131,8 @@ class Dataset(Sequence[Item]):
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DatasetError(f"{path}: split list not found")
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not part of an id
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
 class FolderDataset(Dataset):
@@ -144,7 +145,12 @@ class FolderDataset(Dataset):
         classes_file = self.root / "classes.yaml"
         if not classes_file.is_file():
             raise DatasetError(f"{classes_file}: class table not found")
-        table = yaml.safe_load(classes_file.read_text()) or {}
+        try:
+            table = yaml.safe_load(classes_file.read_text(encoding="utf-8-sig")) or {}
+        except yaml.YAMLError as err:
+            raise DatasetError(f"{classes_file}: not valid YAML ({' '.join(str(err).split())})") from None
+        if not isinstance(table, dict):
+            raise DatasetError(f"{classes_file}: expected a mapping with 'names' (and optional 'colors')")
         names = table.get("names")
         if not isinstance(names, list) or not names or len(names) > 255:
             raise DatasetError(f"{classes_file}: 'names' must be a list of 1 to 255 class names")

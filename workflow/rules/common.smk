@@ -5,6 +5,8 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from adaspx.synthetic import SUMMARY, check_generated_root
+
 DS = config["dataset"]
 DATASET_ROOT = DS["root"]
 RESULTS = f"results/{DS['name']}"
@@ -27,7 +29,21 @@ WARMUP_EXPERIMENT = {
 }
 
 if len(EXPERIMENTS) != len(config["experiments"]):
-    raise WorkflowError("experiments: experiment names must be unique")
+    names = [e["name"] for e in config["experiments"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    raise WorkflowError(
+        f"experiments: experiment names must be unique; {', '.join(twice)} appears more than once"
+    )
+if DS["pool_split"] == DS["val_split"]:
+    raise WorkflowError(
+        f"dataset.val_split: {DS['val_split']!r} is also dataset.pool_split: the model would be "
+        "evaluated on the images it is trained on"
+    )
+WEIGHTS = config["model"].get("weights")
+if WEIGHTS not in (None, "torchvision") and not Path(WEIGHTS).is_file():
+    raise WorkflowError(
+        f"model.weights: {WEIGHTS} not found (expected null, torchvision or a checkpoint path)"
+    )
 LIST_FILES = [f for f in (DS.get("pool_list"), DS.get("val_list")) if f]
 for key in ("pool_list", "val_list"):
     if DS.get(key) and not Path(DS[key]).is_file():
@@ -36,6 +52,15 @@ if DS["kind"] != "synthetic" and not Path(DATASET_ROOT).is_dir():
     raise WorkflowError(
         f"dataset.root: {DATASET_ROOT} does not exist or is not a directory"
     )
+# A synthetic dataset is generated into its own folder; the rule's output is the summary written last, never the
+# folder, so no run (not even `snakemake -F`) deletes a folder the generator did not create.
+SYNTHETIC_SUMMARY = f"{DATASET_ROOT}/{SUMMARY}"
+DATASET_INPUT = SYNTHETIC_SUMMARY if DS["kind"] == "synthetic" else DATASET_ROOT
+if DS["kind"] == "synthetic":
+    try:
+        check_generated_root(DATASET_ROOT)
+    except ValueError as err:
+        raise WorkflowError(f"dataset.root: {err}")
 
 
 wildcard_constraints:
