@@ -7,6 +7,7 @@ if DS["kind"] == "synthetic":
             f"{LOGS}/synthesize_dataset.log",
         benchmark:
             f"{RESULTS}/benchmarks/synthesize_dataset.tsv"
+        localrule: True
         conda:
             CONDA_ENV
         params:
@@ -18,7 +19,7 @@ if DS["kind"] == "synthetic":
 
 rule prepare_dataset:
     input:
-        dataset=DATASET_INPUT,
+        dataset=DATASET_FILES,
         lists=LIST_FILES,
     output:
         manifest=f"{RESULTS}/manifest.json",
