@@ -3,11 +3,13 @@
 import copy
 import json
 import re
+import time
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 from workflow_helpers import TINY_CONFIG, run_snakemake
 
@@ -148,6 +150,34 @@ def test_changing_merge_eps_reruns_only_merge_and_downstream(tiny_run):
     assert planned["train"] == 2  # rounds 1 and 2 of the adaptive experiment; the shared warm-up stays
 
 
+def _dry_run_with(workdir, change):
+    config = copy.deepcopy(TINY_CONFIG)
+    change(config)
+    (workdir / "config_changed.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(workdir, None, "-n", "--configfile", str(workdir / "config_changed.yaml"))
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: c["train"].update(checkpoint_every=7),  # how often training saves its state
+        lambda c: c["infer"].update(batch_size=3),  # how many images inference runs at once
+    ],
+    ids=["train.checkpoint_every", "infer.batch_size"],
+)
+def test_settings_that_cannot_change_results_rerun_nothing(tiny_run, change):
+    assert "Nothing to be done" in _dry_run_with(tiny_run, change)
+
+
+def test_a_sieve_setting_reruns_only_what_the_sieving_experiment_built_from_it(tiny_run):
+    out = _dry_run_with(tiny_run, lambda c: c["sieve"].update(min_pixels=10))
+    planned = planned_rules(out)
+    assert planned["annotate"] == 2  # rounds 1 and 2 of cb_adaptive_sieve; round 0 and the others do not sieve
+    assert set(re.findall(r"experiment=(\w+)", out)) == {"cb_adaptive_sieve"}
+    assert "merge_superpixels" in planned and "summarize" in planned  # downstream of its round-1 targets
+
+
 def test_same_config_gives_identical_selections_and_targets(tiny_run, tmp_path):
     target = "results/tiny/cb_adaptive_sieve/seed0/round1/targets.h5"
     run_snakemake(tmp_path, TINY_CONFIG, target)
@@ -252,3 +282,81 @@ def test_the_local_profile_is_picked_up(tmp_path):
     # profiles/default beside the Snakefile: rerun-incomplete after a crash without extra flags
     proc = run_snakemake(tmp_path, copy.deepcopy(TINY_CONFIG), "-n")
     assert re.search(r"Using workflow specific profile \S*profiles/default", proc.stdout + proc.stderr)
+
+
+def test_an_edited_file_of_a_folder_dataset_reruns_what_depends_on_it(tiny_run, tmp_path):
+    # a folder dataset (the tiny synthetic one, copied): its manifest lists the files it was read from
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run / "resources/datasets/tiny", data)
+    config = copy.deepcopy(TINY_CONFIG)
+    config["dataset"] = {"name": "tinyfolder", "kind": "folder", "root": str(data)}
+    manifest = "results/tinyfolder/manifest.json"
+    run_snakemake(tmp_path, config, manifest)
+    dry = run_snakemake(tmp_path, config, manifest, "-n")
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+    label = data / "labels/train_0001.png"
+    fixed = np.asarray(Image.open(label)).copy()
+    fixed[0, 0] = 0  # a corrected pixel
+    time.sleep(0.01)
+    Image.fromarray(fixed).save(label)
+    dry = run_snakemake(tmp_path, config, manifest, "-n")
+    assert planned_rules(dry.stdout + dry.stderr) == {"prepare_dataset": 1}
+    run_snakemake(tmp_path, config, manifest)
+    (data / "splits/train.txt").write_text("train_0000\ntrain_0001\n")  # a shorter split
+    dry = run_snakemake(tmp_path, config, manifest, "-n")
+    assert planned_rules(dry.stdout + dry.stderr) == {"prepare_dataset": 1}
+
+
+def _artifacts(run_dir):
+    """What a run decided, file by file: selections, answers, training targets, evaluation and summary."""
+    out = {}
+    for path in sorted((run_dir / R).rglob("*")):
+        rel = str(path.relative_to(run_dir))
+        if path.name in ("selection.csv", "answers.csv", "summary.csv", "metrics.json"):
+            out[rel] = path.read_bytes()
+        elif path.name == "targets.h5":
+            with h5py.File(path) as f:
+                out[rel] = {name: ds[()].tobytes() for name, ds in f["labels"].items()}
+    return out
+
+
+@pytest.mark.parametrize(
+    "kill_when",
+    [
+        "results/tiny/warmup/seed0/round0/train_checkpoint.pt",  # after a training checkpoint
+        "logs/tiny/cb_adaptive_sieve/seed0/round1/annotate.log",  # while annotate runs
+        "logs/tiny/summarize.log",  # while summarize runs
+    ],
+    ids=["after-checkpoint", "mid-annotate", "mid-summarize"],
+)
+def test_a_killed_run_resumes_with_the_documented_commands_to_identical_results(tiny_run, tmp_path, kill_when):
+    import os
+    import signal
+    import subprocess
+
+    from workflow_helpers import ROOT, SNAKEMAKE
+
+    config = copy.deepcopy(TINY_CONFIG)
+    config["train"]["checkpoint_every"] = 5  # cannot change results: tiny_run saved every 100 iterations
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    cmd = [*SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(tmp_path), "--configfile",
+           str(tmp_path / "config.yaml"), "--cores", "2"]  # fmt: skip
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 600
+    while not (tmp_path / kill_when).exists():
+        assert proc.poll() is None, f"the run ended before {kill_when} appeared"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole process group, as a power cut or an OOM kill would
+    proc.wait()
+    assert not (tmp_path / R / "summary.csv").exists() or kill_when.endswith("summarize.log")
+    # README, "After a crash": snakemake --unlock && snakemake --cores all
+    run_snakemake(tmp_path, None, "--unlock")
+    run_snakemake(tmp_path, None)
+    assert _artifacts(tmp_path) == _artifacts(tiny_run)
+    assert not list((tmp_path / R).rglob("*.tmp")), "leftover temporary files"
