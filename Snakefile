@@ -27,12 +27,12 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
-# Cheap bookkeeping jobs run on the submitting node, never queued on a cluster.
+# Cheap bookkeeping jobs run on the submitting node, never queued on a cluster (synthesize_dataset too: it says so
+# itself, as it exists only for the synthetic dataset).
 localrules:
     all,
     summarize,
     prepare_dataset,
-    synthesize_dataset,
 
 
 include: "workflow/rules/common.smk"

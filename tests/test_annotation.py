@@ -1,11 +1,13 @@
 import json
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
 from stage_helpers import small_pool
 
 from adaspx.annotation import class_clicks, dominant_labels, knee_threshold, precision, sieve_mask, targets_from_answers
+from adaspx.h5io import ArtifactError
 
 
 def test_dominant_label_counts_void_and_reports_pixels():
@@ -357,3 +359,46 @@ def test_half_resolution_probabilities_sieve_as_their_full_resolution_lookup(sta
     out_full, stats_full = _annotate(d, tmp_path / "b", sel, sieve=True, min_pixels=20, probs=full, **how)
     assert stats_low == stats_full and stats_low["labeled_pixels"] < stats_low["labeled_pixels_before_sieve"]
     assert out_low["answers_csv"].read_bytes() == out_full["answers_csv"].read_bytes()
+
+
+def _tampered(text: str, how: str) -> str:
+    header, *rows = text.splitlines(keepends=True)
+    if how == "row removed":
+        return header + "".join(rows[1:])
+    if how == "rows reordered":
+        return header + "".join([rows[1], rows[0], *rows[2:]])
+    fields = rows[0].split(",")  # round,image,region,label,pixels,clicks
+    fields[3] = str((int(fields[3]) + 1) % 8)
+    return header + ",".join(fields) + "".join(rows[1:])
+
+
+@pytest.mark.parametrize("how", ["row removed", "rows reordered", "label changed"])
+def test_answers_changed_outside_adaspx_stop_the_next_round(stage, tmp_path, how):
+    # answers.h5 names answers by their row in answers.csv: an edited table would give pixels another answer's
+    # label, so the next round refuses it, naming the file, and writes nothing
+    d, ids = stage
+    out1, _ = _annotate(d, tmp_path, _selection(d, ids, 0, 3), round=1, sieve=False)
+    csv = out1["answers_csv"]
+    csv.write_text(_tampered(csv.read_text(), how))
+    (tmp_path / "r2").mkdir()
+    with pytest.raises(ArtifactError, match=r"answers_csv1\.csv: changed since it was written with \S+answers_h51\.h5"):
+        _annotate(d, tmp_path / "r2", _selection(d, ids, 1, 2), round=2, prev=(str(csv), str(out1["answers_h5"]), None),
+                  sieve=False)  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "r2").iterdir()) == ["sel2.csv"]
+
+
+def test_answer_labels_outside_the_class_table_are_refused_where_read(stage, tmp_path):
+    from adaspx.artifacts import ANSWERS_DIGEST, answers_digest, read_answers
+
+    d, ids = stage
+    out1, _ = _annotate(d, tmp_path, _selection(d, ids, 0, 3), round=1, sieve=False)
+    csv = out1["answers_csv"]
+    header, first, *rest = csv.read_text().splitlines(keepends=True)
+    fields = first.split(",")
+    fields[3] = "42"
+    csv.write_text(header + ",".join(fields) + "".join(rest))
+    with h5py.File(out1["answers_h5"], "a") as f:  # as if adaspx itself had written it
+        f.attrs[ANSWERS_DIGEST] = answers_digest(csv.read_text())
+    with pytest.raises(ArtifactError, match=r"answers_csv1\.csv: line 2: label 42 is neither a class of the dataset "
+                                            r"\(0\.\.7\) nor 255 \(void\)"):  # fmt: skip
+        read_answers(csv, out1["answers_h5"], num_classes=8)

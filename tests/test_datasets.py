@@ -57,6 +57,8 @@ def test_manifest_counts_every_pixel(tmp_path):
             r"labels/a.png: label values \[7\] outside the 2-class table",
         ),
         (lambda r: (r / "classes.yaml").unlink(), r"classes.yaml: class table not found"),
+        (lambda r: (r / "classes.yaml").write_text("names: [road, sky\n"), r"classes.yaml: not valid YAML \("),
+        (lambda r: (r / "classes.yaml").write_text("- road\n- sky\n"), r"classes.yaml: expected a mapping"),
     ],
 )
 def test_bad_datasets_name_the_file(tmp_path, break_it, message):
@@ -170,3 +172,12 @@ def test_truncated_png_is_named(tmp_path):
     (root / "labels" / "a.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(DatasetError, match=r"labels/a.png: unreadable label"):
         build_manifest("folder", root, ["train"])
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
+    root = make_folder(tmp_path / "d")
+    ids = (root / "splits" / "train.txt").read_text()
+    (root / "splits" / "train.txt").write_text("\ufeff" + ids, encoding="utf-8")  # as Windows editors save
+    (root / "classes.yaml").write_text("\ufeff" + (root / "classes.yaml").read_text(), encoding="utf-8")
+    ds = open_dataset("folder", root, "train")
+    assert ds.ids == ids.split() and not ds.ids[0].startswith("\ufeff")

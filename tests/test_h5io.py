@@ -87,6 +87,16 @@ def test_inspect_errors(tmp_path, capsys):
     bad.write_text("not hdf5")
     assert main(["inspect", str(bad)]) == 2
     assert "not an HDF5 file" in capsys.readouterr().err
+    assert main(["inspect", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"adaspx inspect: {tmp_path}: a folder; give one of the .h5 artifacts in it\n"
+    whole = tmp_path / "whole.h5"
+    with ArtifactWriter(whole, "adaspx.test/1") as w:
+        w.add("labels", "img", np.arange(4096, dtype=np.int32).reshape(64, 64))
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])  # truncated by a full disk or a copy
+    assert main(["inspect", str(cut)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"adaspx inspect: {cut}: unreadable HDF5 file (") and err.count("\n") == 1
 
 
 def test_storage_filters_and_inspect(tmp_path):
@@ -109,3 +119,32 @@ def test_storage_filters_and_inspect(tmp_path):
         assert a.table("stats")["region"].tolist() == [0, 1, 2, 0, 1]
         assert a.rows("stats", "hist", 2, 4).tolist() == [[1, 1, 1, 1], [0, 0, 0, 0]]
     assert "compression=blosc(lz4 5, shuffle)" in describe(tmp_path / "a.h5")
+
+
+def test_a_writer_removes_leftovers_of_killed_writers_of_the_same_file(tmp_path):
+    from adaspx.h5io import atomic_write_text
+
+    stale = [tmp_path / ".a.h5.4242.tmp", tmp_path / ".t.json.4243.tmp"]
+    other = tmp_path / ".b.h5.4244.tmp"  # another file's: not ours to remove
+    for p in (*stale, other):
+        p.write_bytes(b"partial")
+    with ArtifactWriter(tmp_path / "a.h5", "adaspx.test/1") as w:
+        w.add("labels", "img", np.zeros((2, 2), np.int32))
+    atomic_write_text(tmp_path / "t.json", "{}")
+    assert not any(p.exists() for p in stale) and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.h5.4244.tmp", "a.h5", "t.json"]
+
+
+def test_a_full_disk_stops_with_one_line_and_leaves_nothing(tmp_path, monkeypatch):
+    from collections import namedtuple
+
+    import adaspx.h5io
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(adaspx.h5io.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    message = r"No space left on device: \S+a\.h5 \(/labels/img needs up to \d+ bytes, 1000 free\)"
+    with pytest.raises(OSError, match=message) as err:
+        with ArtifactWriter(tmp_path / "a.h5", "adaspx.test/1") as w:
+            w.add("labels", "img", np.zeros((64, 64), np.int32))
+    assert err.value.errno == 28 and "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # neither the artifact nor its temporary file

@@ -15,10 +15,14 @@ each pixel.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from adaspx import IGNORE_INDEX
 from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact
 
 try:
@@ -261,3 +265,40 @@ def answered_pixels(answer_map: np.ndarray, rows: np.ndarray) -> tuple[np.ndarra
     flat = answer_map.ravel()
     answered = np.flatnonzero(flat)
     return answered, np.asarray(rows, dtype=np.int64)[flat[answered].astype(np.int64) - 1]
+
+
+ANSWERS_DIGEST = "answers_csv_sha256"
+"""Root attribute of ``answers.h5``: the SHA-256 of the ``answers.csv`` written with it, whose rows its maps name."""
+
+
+def answers_digest(csv_text: str) -> str:
+    """The digest :data:`ANSWERS_DIGEST` records for an ``answers.csv`` of this content."""
+    return hashlib.sha256(csv_text.encode("utf-8")).hexdigest()
+
+
+def read_answers(csv_path, h5_path, num_classes: int):
+    """``answers.csv`` as a DataFrame, after checking that it is the file written with ``answers.h5`` (whose maps
+    point at its rows by number) and that every label is a class of the dataset or 255 (void).
+
+    A row removed, reordered or changed by hand would silently give pixels another answer's label; this stops with
+    one line naming the file instead."""
+    import pandas as pd
+
+    csv_path = Path(csv_path)
+    data = csv_path.read_bytes()
+    with Artifact(h5_path, SCHEMA_ANSWERS) as h5:
+        recorded = h5.attrs.get(ANSWERS_DIGEST)
+    if recorded != hashlib.sha256(data).hexdigest():
+        raise ArtifactError(
+            f"{csv_path}: changed since it was written with {h5_path} (answers are append-only; restore the file, "
+            "or delete the round's folder to answer that round again)"
+        )
+    answers = pd.read_csv(io.BytesIO(data), dtype={"image": str})
+    labels = answers["label"].to_numpy()
+    bad = np.flatnonzero(~(((labels >= 0) & (labels < num_classes)) | (labels == IGNORE_INDEX)))
+    if bad.size:
+        raise ArtifactError(
+            f"{csv_path}: line {bad[0] + 2}: label {labels[bad[0]]} is neither a class of the dataset "
+            f"(0..{num_classes - 1}) nor {IGNORE_INDEX} (void)"
+        )
+    return answers

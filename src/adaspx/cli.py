@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from adaspx import __version__
 
@@ -22,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
 
         from adaspx.h5io import describe
 
+        if Path(args.path).is_dir():
+            print(f"adaspx inspect: {args.path}: a folder; give one of the .h5 artifacts in it", file=sys.stderr)
+            return 2
         try:
             print(describe(args.path, limit=args.limit or None))
         except FileNotFoundError:
@@ -30,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         except OSError as err:
             if not h5py.is_hdf5(args.path):
                 print(f"adaspx inspect: {args.path}: not an HDF5 file", file=sys.stderr)
-                return 2
-            raise err
+            else:  # e.g. truncated by a full disk or an interrupted copy
+                reason = " ".join(str(err).split())
+                print(f"adaspx inspect: {args.path}: unreadable HDF5 file ({reason})", file=sys.stderr)
+            return 2
     return 0
 
 

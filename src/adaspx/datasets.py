@@ -126,12 +126,19 @@ class Dataset(Sequence[Item]):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             raise DatasetError(f"{source}: duplicate image ids {dupes[:5]}")
         self.ids = ids
+        self.list_files = [source] if source.is_file() else []
+
+    def files(self) -> list[Path]:
+        """Every file this split is read from: its list file and class table, then each image and label."""
+        own = [*self.list_files, *getattr(self, "table_files", [])]
+        return own + [p for i in self.ids for p in (self.image_path(i), self.label_path(i))]
 
 
 def _read_list(path: Path) -> list[str]:
     if not path.is_file():
         raise DatasetError(f"{path}: split list not found")
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+    text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows editors) is not part of an id
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
 class FolderDataset(Dataset):
@@ -144,7 +151,13 @@ class FolderDataset(Dataset):
         classes_file = self.root / "classes.yaml"
         if not classes_file.is_file():
             raise DatasetError(f"{classes_file}: class table not found")
-        table = yaml.safe_load(classes_file.read_text()) or {}
+        self.table_files = [classes_file]
+        try:
+            table = yaml.safe_load(classes_file.read_text(encoding="utf-8-sig")) or {}
+        except yaml.YAMLError as err:
+            raise DatasetError(f"{classes_file}: not valid YAML ({' '.join(str(err).split())})") from None
+        if not isinstance(table, dict):
+            raise DatasetError(f"{classes_file}: expected a mapping with 'names' (and optional 'colors')")
         names = table.get("names")
         if not isinstance(names, list) or not names or len(names) > 255:
             raise DatasetError(f"{classes_file}: 'names' must be a list of 1 to 255 class names")
@@ -317,6 +330,19 @@ def build_manifest(
         manifest["num_classes"] = ds.num_classes
         manifest["splits"][split] = check_split(ds)
     return manifest
+
+
+def source_files(
+    kind: str, root: str | Path, splits: Sequence[str], list_files: dict[str, str | None] | None = None
+) -> list[str]:
+    """Every file the manifest of these splits is read from (list files, class table, images, labels) and the
+    folders holding them, without reading any image: the workflow watches them, so that a file edited, added or
+    deleted reruns what depends on it (a folder's modification time shows an added or deleted file)."""
+    list_files = {k: v for k, v in (list_files or {}).items() if v}
+    files: set[str] = set()
+    for split in splits:
+        files.update(str(p) for p in open_dataset(kind, root, split, list_file=list_files.get(split)).files())
+    return sorted(files) + sorted({str(Path(f).parent) for f in files})
 
 
 def load_manifest(path: str | Path) -> dict:

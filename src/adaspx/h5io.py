@@ -9,8 +9,11 @@ folder and renamed into place only when complete: a crash never leaves a half-wr
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import os
+import shutil
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +48,16 @@ TABLE_CHUNK_BYTES = 1 << 18
 """Appendable tables are chunked by about this many bytes per column."""
 
 
+def temporary_name(path: Path) -> Path:
+    """``.<name>.<pid>.tmp`` beside ``path``, where its content is written before it is renamed into place.
+
+    Leftovers of writers of the same file that were killed (``.<name>.<other pid>.tmp``) are removed first: one
+    job writes one output at a time, so they belong to no running writer."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
 def read_whole(ds: h5py.Dataset, ring=None) -> np.ndarray:
     """A whole numeric dataset into a new array, or into the next array of ``ring`` (an
     :class:`adaspx.parallel.BufferRing`). ``read_direct``: ``ds[()]`` on a freshly opened dataset takes ~10 ms
@@ -54,6 +67,10 @@ def read_whole(ds: h5py.Dataset, ring=None) -> np.ndarray:
     out = ring.array(ds.shape, ds.dtype) if ring is not None else np.empty(ds.shape, dtype=ds.dtype)
     ds.read_direct(out)
     return out
+
+
+SPACE_MARGIN = 1 << 20
+"""Bytes kept free beyond an array's own size when writing it (HDF5 metadata, the file's final flush)."""
 
 
 class ArtifactError(ValueError):
@@ -77,7 +94,7 @@ class ArtifactWriter:
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._tmp = temporary_name(self.path)
         self._file = h5py.File(self._tmp, "w")
         root = self._file.attrs
         root["schema"] = schema
@@ -91,6 +108,7 @@ class ArtifactWriter:
     def add(self, group: str, name: str, array: np.ndarray, **attrs: Any) -> h5py.Dataset:
         """Store one per-image array as ``/<group>/<name>``, one chunk per image, compressed."""
         array = np.ascontiguousarray(array)
+        self._check_space(f"/{group}/{name}", array.nbytes)
         ds = self._file.require_group(group).create_dataset(
             name, shape=array.shape, dtype=array.dtype, **storage(array)
         )
@@ -99,6 +117,16 @@ class ArtifactWriter:
         for key, value in attrs.items():
             ds.attrs[key] = value
         return ds
+
+    def _check_space(self, what: str, nbytes: int) -> None:
+        """Stop before HDF5 meets a full disk (it may crash instead of raising): the array compressed takes at
+        most its own size, plus a margin for the file's metadata."""
+        free = shutil.disk_usage(self._tmp.parent).free
+        if free < nbytes + SPACE_MARGIN:
+            raise OSError(
+                errno.ENOSPC,
+                f"No space left on device: {self.path} ({what} needs up to {nbytes + SPACE_MARGIN} bytes, {free} free)",
+            )
 
     def append_rows(self, name: str, columns: Mapping[str, np.ndarray]) -> None:
         """Append rows to a table of resizable column datasets (``/<name>/<column>``), creating it on first use:
@@ -120,6 +148,7 @@ class ArtifactWriter:
                     **COMPRESSION,
                 )
             ds = group[col]
+            self._check_space(f"/{name}/{col}", values.nbytes)
             if ds.shape[1:] != values.shape[1:] or ds.dtype.kind != values.dtype.kind:
                 raise ValueError(f"table {name!r}: column {col!r} gets {values.dtype} {values.shape[1:]} rows")
             start = ds.shape[0]
@@ -131,7 +160,11 @@ class ArtifactWriter:
         return self._file.attrs
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except BaseException:  # e.g. the disk filled up during the final flush: nothing half-written stays
+            self._tmp.unlink(missing_ok=True)
+            raise
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
@@ -262,9 +295,13 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write a text file (CSV, JSON) under a temporary name and rename it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp = temporary_name(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

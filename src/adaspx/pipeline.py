@@ -8,6 +8,7 @@ calls, so every stage can also be run and tested without Snakemake.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import sys
@@ -20,6 +21,7 @@ import pandas as pd
 
 from adaspx import IGNORE_INDEX, acquisition, annotation, datasets
 from adaspx.artifacts import (
+    ANSWERS_DIGEST,
     SCHEMA_ANSWERS,
     SCHEMA_PROBS,
     SCHEMA_REGIONS,
@@ -32,10 +34,21 @@ from adaspx.artifacts import (
     RegionTableWriter,
     add_answer_map,
     answered_pixels,
+    answers_digest,
     at_label_resolution,
+    read_answers,
     stored_labels,
 )
-from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact, write_csv, write_json
+from adaspx.h5io import (
+    Artifact,
+    ArtifactError,
+    ArtifactWriter,
+    MultiArtifact,
+    atomic_write_text,
+    temporary_name,
+    write_csv,
+    write_json,
+)
 from adaspx.parallel import BufferRing, ordered_map, usable_cores
 
 log = logging.getLogger("adaspx")
@@ -70,7 +83,10 @@ SUMMARY_CLASS_COLUMNS = [
 
 @contextlib.contextmanager
 def log_to(path: str | Path | None):
-    """Send logging and stderr (progress bars, warnings) of one rule to its log file."""
+    """Send logging and stderr (progress bars, warnings) of one rule to its log file.
+
+    A failure is logged with its traceback. Errors in the user's inputs (a dataset file, an artifact, a full disk:
+    their message names the file) then end the job with that one line on the console instead of a traceback."""
     if path is None:
         yield
         return
@@ -85,6 +101,14 @@ def log_to(path: str | Path | None):
         sys.stderr = fh
         try:
             yield
+        except (datasets.DatasetError, ArtifactError) as err:
+            log.exception("stage failed")
+            raise SystemExit(f"{type(err).__name__}: {err}") from None
+        except OSError as err:
+            log.exception("stage failed")
+            if err.errno == errno.ENOSPC:
+                raise SystemExit(str(err)) from None
+            raise
         except Exception:
             log.exception("stage failed")
             raise
@@ -599,8 +623,10 @@ def annotate(
     unknown = sorted(set(selection["image"]) - set(ids))
     if unknown:
         raise ValueError(f"{selection_path}: images {unknown[:5]} are not in the pool")
+    if bool(prev_answers_csv) != bool(prev_answers_h5):
+        raise ValueError("the previous round's answers need both answers.csv and answers.h5")
     previous = (
-        pd.read_csv(prev_answers_csv, dtype={"image": str})
+        read_answers(prev_answers_csv, prev_answers_h5, manifest["num_classes"])
         if prev_answers_csv
         else pd.DataFrame(columns=ANSWER_COLUMNS)
     )
@@ -723,8 +749,10 @@ def annotate(
             new_rows.extend(rows)
             before += counts[0]
             after += counts[1]
-    answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
-    write_csv(answers_csv, answers[ANSWER_COLUMNS])
+        answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
+        csv_text = answers[ANSWER_COLUMNS].to_csv(index=False, lineterminator="\n")
+        wa.attrs[ANSWERS_DIGEST] = answers_digest(csv_text)  # what links the maps' row numbers to this table
+    atomic_write_text(answers_csv, csv_text)
 
     this_round = answers[answers["round"] == round]
     lb, cb, la, ca = before[0].sum(), before[1].sum(), after[0].sum(), after[1].sum()
@@ -913,8 +941,8 @@ def plot_learning_curves(frame: pd.DataFrame, out) -> None:
     axes[0].legend()
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(out).with_name(f".{Path(out).name}.tmp.png")
-    fig.savefig(tmp)
+    tmp = temporary_name(Path(out))
+    fig.savefig(tmp, format=Path(out).suffix.lstrip(".") or "png")
     plt.close(fig)
     tmp.replace(out)
 

@@ -45,7 +45,6 @@ import math
 import multiprocessing as mp
 import os
 import sys
-import tempfile
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -63,7 +62,7 @@ from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
 from adaspx import IGNORE_INDEX
-from adaspx.h5io import Artifact
+from adaspx.h5io import Artifact, temporary_name
 from adaspx.models import MODELS, build_model, upsample_logits
 
 log = logging.getLogger(__name__)
@@ -708,9 +707,9 @@ class _Resume:
 
 def _atomic_save(payload: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = temporary_name(path)  # removes what a killed save left behind
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())

@@ -21,11 +21,7 @@ rule annotate:
         CONDA_ENV
     threads: 2
     params:
-        sieve=lambda w: experiment(w.experiment).get("sieve", False),
-        min_pixels=config["sieve"].get("min_pixels"),
-        sieve_method=config["sieve"].get("method", "knee"),
-        disagree_threshold=config["sieve"].get("disagree_threshold", 0.5),
-        freeze_sieve=config["sieve"].get("freeze", False),
+        sieving=sieve_settings,
         click_cost=config["al"].get("click_cost", "region"),
         budget=budget,
         attrs=artifact_attrs,

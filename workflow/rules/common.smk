@@ -5,6 +5,9 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from adaspx.datasets import DatasetError, source_files
+from adaspx.synthetic import SUMMARY, check_generated_root
+
 DS = config["dataset"]
 DATASET_ROOT = DS["root"]
 RESULTS = f"results/{DS['name']}"
@@ -27,7 +30,21 @@ WARMUP_EXPERIMENT = {
 }
 
 if len(EXPERIMENTS) != len(config["experiments"]):
-    raise WorkflowError("experiments: experiment names must be unique")
+    names = [e["name"] for e in config["experiments"]]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    raise WorkflowError(
+        f"experiments: experiment names must be unique; {', '.join(twice)} appears more than once"
+    )
+if DS["pool_split"] == DS["val_split"]:
+    raise WorkflowError(
+        f"dataset.val_split: {DS['val_split']!r} is also dataset.pool_split: the model would be "
+        "evaluated on the images it is trained on"
+    )
+WEIGHTS = config["model"].get("weights")
+if WEIGHTS not in (None, "torchvision") and not Path(WEIGHTS).is_file():
+    raise WorkflowError(
+        f"model.weights: {WEIGHTS} not found (expected null, torchvision or a checkpoint path)"
+    )
 LIST_FILES = [f for f in (DS.get("pool_list"), DS.get("val_list")) if f]
 for key in ("pool_list", "val_list"):
     if DS.get(key) and not Path(DS[key]).is_file():
@@ -36,6 +53,29 @@ if DS["kind"] != "synthetic" and not Path(DATASET_ROOT).is_dir():
     raise WorkflowError(
         f"dataset.root: {DATASET_ROOT} does not exist or is not a directory"
     )
+# A synthetic dataset is generated into its own folder; the rule's output is the summary written last, never the
+# folder, so no run (not even `snakemake -F`) deletes a folder the generator did not create.
+SYNTHETIC_SUMMARY = f"{DATASET_ROOT}/{SUMMARY}"
+if DS["kind"] == "synthetic":
+    try:
+        check_generated_root(DATASET_ROOT)
+    except ValueError as err:
+        raise WorkflowError(f"dataset.root: {err}")
+    DATASET_FILES = [SYNTHETIC_SUMMARY]
+else:
+    # every file of the pool and val splits: one edited, added or deleted reruns prepare_dataset and what follows
+    try:
+        DATASET_FILES = source_files(
+            DS["kind"],
+            DATASET_ROOT,
+            [DS["pool_split"], DS["val_split"]],
+            {
+                DS["pool_split"]: DS.get("pool_list"),
+                DS["val_split"]: DS.get("val_list"),
+            },
+        )
+    except DatasetError as err:
+        raise WorkflowError(f"dataset: {err}")
 
 
 wildcard_constraints:
@@ -115,6 +155,28 @@ def merge_statistics(w):
 
 def sieve_probs(w):
     return previous_probs(w) if experiment(w.experiment).get("sieve", False) else []
+
+
+def sieve_settings(w):
+    """The sieve.* settings of an experiment that sieves; for one that does not, only that fact, so that changing
+    them reruns nothing of it."""
+    if not experiment(w.experiment).get("sieve", False):
+        return {"sieve": False}
+    s = config["sieve"]
+    return {
+        "sieve": True,
+        "min_pixels": s.get("min_pixels"),
+        "sieve_method": s["method"],
+        "disagree_threshold": s["disagree_threshold"],
+        "freeze_sieve": s["freeze"],
+    }
+
+
+def result_settings(block, *neutral):
+    """A config block without the keys that cannot change a job's outputs (how often training checkpoints, how
+    many images inference runs at once): rule params are rerun triggers, so those keys are read by the scripts
+    from the config instead."""
+    return {k: v for k, v in config[block].items() if k not in neutral}
 
 
 def budget(w):

@@ -2,14 +2,16 @@ if DS["kind"] == "synthetic":
 
     rule synthesize_dataset:
         output:
-            directory(DATASET_ROOT),
+            SYNTHETIC_SUMMARY,
         log:
             f"{LOGS}/synthesize_dataset.log",
         benchmark:
             f"{RESULTS}/benchmarks/synthesize_dataset.tsv"
+        localrule: True
         conda:
             CONDA_ENV
         params:
+            root=DATASET_ROOT,
             synthetic=DS.get("synthetic", {}),
         script:
             "../scripts/synthesize_dataset.py"
@@ -17,7 +19,7 @@ if DS["kind"] == "synthetic":
 
 rule prepare_dataset:
     input:
-        root=DATASET_ROOT,
+        dataset=DATASET_FILES,
         lists=LIST_FILES,
     output:
         manifest=f"{RESULTS}/manifest.json",
@@ -29,6 +31,7 @@ rule prepare_dataset:
         CONDA_ENV
     params:
         kind=DS["kind"],
+        root=DATASET_ROOT,
         splits={"pool": DS["pool_split"], "val": DS["val_split"]},
         list_files={"pool": DS.get("pool_list"), "val": DS.get("val_list")},
     script:

@@ -4,6 +4,10 @@
 # GPUs are not requested here: a cluster profile sets resources (e.g. slurm_extra/gres) for train, evaluate and
 # infer; the code uses CUDA whenever it is visible.
 #
+# infer.batch_size and train.checkpoint_every are read by the scripts from the config, not passed as params: in eval
+# mode every image is computed on its own (no batch statistics), and checkpoints resume bit-identically, so neither
+# can change an output, and changing them reruns nothing.
+#
 # train writes its in-progress state to {ROUND}/train_checkpoint.pt every train.checkpoint_every iterations. It
 # is deliberately not an output (Snakemake deletes the outputs of failed jobs): rerunning the failed job resumes
 # from it, and train deletes it after writing model.pt.
@@ -31,7 +35,7 @@ rule train:
     params:
         model=config["model"]["name"],
         weights=config["model"].get("weights"),
-        train=config["train"],
+        train=result_settings("train", "checkpoint_every"),
         seed=lambda w: int(w.seed),
     script:
         "../scripts/train.py"
@@ -50,8 +54,6 @@ rule evaluate:
     conda:
         CONDA_ENV
     threads: 1
-    params:
-        batch_size=config["infer"]["batch_size"],
     script:
         "../scripts/evaluate.py"
 
@@ -70,8 +72,7 @@ rule infer:
         CONDA_ENV
     threads: 1
     params:
-        batch_size=config["infer"]["batch_size"],
-        stride=config["infer"].get("stride", 1),
+        stride=config["infer"]["stride"],
         shards=len(SHARDS),
     script:
         "../scripts/infer.py"

@@ -3,6 +3,7 @@ from adaspx.pipeline import annotate, log_to
 i, o = snakemake.input, snakemake.output
 params = dict(snakemake.params.items())
 attrs = params.pop("attrs")
+params.update(params.pop("sieving"))
 with log_to(snakemake.log[0]):
     annotate(
         i.manifest,

@@ -6,7 +6,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.manifest,
         snakemake.input.model,
         snakemake.output.metrics,
-        batch_size=snakemake.params.batch_size,
+        batch_size=snakemake.config["infer"]["batch_size"],
         threads=snakemake.threads,
         experiment=w.experiment,
         seed=int(w.seed),

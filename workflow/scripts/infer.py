@@ -8,7 +8,7 @@ with log_to(snakemake.log[0]):
         snakemake.output.probs,
         shards=snakemake.params.shards,
         shard=int(w.shard),
-        batch_size=snakemake.params.batch_size,
+        batch_size=snakemake.config["infer"]["batch_size"],
         stride=snakemake.params.stride,
         threads=snakemake.threads,
         experiment=w.experiment,

@@ -6,7 +6,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.targets,
         snakemake.output.model,
         model=snakemake.params.model,
-        params=snakemake.params.train,
+        params={**snakemake.params.train, "checkpoint_every": snakemake.config["train"]["checkpoint_every"]},
         seed=snakemake.params.seed,
         threads=snakemake.threads,
         weights=snakemake.params.weights,
