@@ -196,3 +196,13 @@ def test_the_generator_never_writes_into_a_folder_it_did_not_create(tmp_path):
     assert (ours / "synthetic.json").is_file() and len(list((ours / "images").iterdir())) == 3
     (tmp_path / "empty").mkdir()
     write_dataset(tmp_path / "empty", train_size=1, val_size=1, height=48, width=64, seed=0)
+
+
+def test_a_dataset_generated_before_the_marker_is_still_the_generators(tmp_path):
+    from adaspx.synthetic import OWNER_MARKER, check_generated_root
+
+    old = tmp_path / "old"
+    write_dataset(old, train_size=1, val_size=1, height=48, width=64, seed=0)
+    (old / OWNER_MARKER).unlink()  # as an earlier version left it: its class table is the generator's own
+    check_generated_root(old)
+    assert (old / OWNER_MARKER).is_file()
