@@ -1,6 +1,7 @@
 # Config access, paths and input functions. Rule files stay declarative.
 
 import json
+import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError

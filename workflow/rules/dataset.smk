@@ -11,7 +11,7 @@ if DS["kind"] == "synthetic":
         conda:
             CONDA_ENV
         params:
-            root=DATASET_ROOT,
+            root=lambda w, output: os.path.dirname(output[0]),
             synthetic=DS.get("synthetic", {}),
         script:
             "../scripts/synthesize_dataset.py"
@@ -31,7 +31,8 @@ rule prepare_dataset:
         CONDA_ENV
     params:
         kind=DS["kind"],
-        root=DATASET_ROOT,
+        # the folder the dataset's files lie in (not a prefix of the input files: those are the files themselves)
+        root=lambda w: DATASET_ROOT,
         splits={"pool": DS["pool_split"], "val": DS["val_split"]},
         list_files={"pool": DS.get("pool_list"), "val": DS.get("val_list")},
     script:
