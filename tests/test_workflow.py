@@ -360,3 +360,18 @@ def test_a_killed_run_resumes_with_the_documented_commands_to_identical_results(
     run_snakemake(tmp_path, None)
     assert _artifacts(tmp_path) == _artifacts(tiny_run)
     assert not list((tmp_path / R).rglob("*.tmp")), "leftover temporary files"
+
+
+def test_a_broken_dataset_stops_with_one_line_before_any_job(tiny_run, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_run / "resources/datasets/tiny", data)
+    (data / "classes.yaml").write_text("names: [road, sky\n")
+    config = copy.deepcopy(TINY_CONFIG)
+    config["dataset"] = {"name": "broken", "kind": "folder", "root": str(data)}
+    proc = run_snakemake(tmp_path, config, check=False)
+    assert proc.returncode != 0
+    err = proc.stdout + proc.stderr
+    assert re.search(r"dataset: \S+classes\.yaml: not valid YAML \(", err) and "Traceback" not in err
+    assert not (tmp_path / "results").exists()

@@ -51,24 +51,34 @@ cdef extern from *:
         return f;
     }
 
-    /* pixels [start, n) of the planes, plain C; returns how many pixels have a non-finite sum */
-    static int64_t adx_normalise_half_c(const uint16_t *src, float *dst, int C, int64_t plane, int64_t start)
+    /* the float32 sum of one pixel's classes, class by class (NumPy's order for a reduction over the outer axis) */
+    static inline float adx_sum_c(const uint16_t *src, int C, int64_t plane, int64_t px)
+    {
+        float total = adx_half_to_float(src[px]);
+        int c;
+        for (c = 1; c < C; c++) total += adx_half_to_float(src[c * plane + px]);
+        return total;
+    }
+
+    /* pixels [start, plane) whose sum is not finite; with dst, each vector divided by its sum into dst */
+    static int64_t adx_half_c(const uint16_t *src, float *dst, int C, int64_t plane, int64_t start)
     {
         int64_t px, bad = 0;
         int c;
         float total;
         for (px = start; px < plane; px++) {
-            total = adx_half_to_float(src[px]);
-            for (c = 1; c < C; c++) total += adx_half_to_float(src[c * plane + px]);
+            total = adx_sum_c(src, C, plane, px);
             bad += !isfinite(total);
-            for (c = 0; c < C; c++) dst[c * plane + px] = adx_half_to_float(src[c * plane + px]) / total;
+            if (dst)
+                for (c = 0; c < C; c++) dst[c * plane + px] = adx_half_to_float(src[c * plane + px]) / total;
         }
         return bad;
     }
 
     #ifdef ADX_F16C
+    /* the same, eight pixels at a time */
     __attribute__((target("avx2,f16c")))
-    static int64_t adx_normalise_half_avx2(const uint16_t *src, float *dst, int C, int64_t plane)
+    static int64_t adx_half_avx2(const uint16_t *src, float *dst, int C, int64_t plane)
     {
         int64_t px, bad = 0;
         int c;
@@ -81,73 +91,29 @@ cdef extern from *:
             /* |total| < inf is false for infinities and NaN */
             bad += 8 - __builtin_popcount(
                        _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(total, _mm256_castsi256_ps(sign)), inf, _CMP_LT_OQ)));
-            for (c = 0; c < C; c++)
-                _mm256_storeu_ps(dst + c * plane + px,
-                                 _mm256_div_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + c * plane + px))),
-                                               total));
+            if (dst)
+                for (c = 0; c < C; c++)
+                    _mm256_storeu_ps(dst + c * plane + px,
+                                     _mm256_div_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + c * plane + px))),
+                                                   total));
         }
-        return bad + adx_normalise_half_c(src, dst, C, plane, px);
+        return bad + adx_half_c(src, dst, C, plane, px);
     }
     #endif
 
-    /* pixels whose float32 class sum (as adx_normalise_half takes it) is not finite */
-    static int64_t adx_non_finite_half(const uint16_t *src, int C, int64_t plane)
-    {
-        int64_t px, bad = 0;
-        int c;
-        float total;
-        for (px = 0; px < plane; px++) {
-            total = adx_half_to_float(src[px]);
-            for (c = 1; c < C; c++) total += adx_half_to_float(src[c * plane + px]);
-            bad += !isfinite(total);
-        }
-        return bad;
-    }
-
-    #ifdef ADX_F16C
-    __attribute__((target("avx2,f16c")))
-    static int64_t adx_non_finite_half_avx2(const uint16_t *src, int C, int64_t plane)
-    {
-        int64_t px, bad = 0, i;
-        int c;
-        __m256 total, inf = _mm256_set1_ps(INFINITY);
-        __m256i sign = _mm256_set1_epi32(0x7fffffff);
-        for (px = 0; px + 8 <= plane; px += 8) {
-            total = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + px)));
-            for (c = 1; c < C; c++)
-                total = _mm256_add_ps(total, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + c * plane + px))));
-            bad += 8 - __builtin_popcount(
-                       _mm256_movemask_ps(_mm256_cmp_ps(_mm256_and_ps(total, _mm256_castsi256_ps(sign)), inf, _CMP_LT_OQ)));
-        }
-        for (i = px; i < plane; i++) {
-            float t = adx_half_to_float(src[i]);
-            for (c = 1; c < C; c++) t += adx_half_to_float(src[c * plane + i]);
-            bad += !isfinite(t);
-        }
-        return bad;
-    }
-    #endif
-
-    static int64_t adx_count_non_finite_half(const uint16_t *src, int C, int64_t plane)
+    /* dst == NULL: only count the pixels whose sum is not finite */
+    static int64_t adx_half(const uint16_t *src, float *dst, int C, int64_t plane)
     {
     #ifdef ADX_F16C
-        if (adx_half_simd) return adx_non_finite_half_avx2(src, C, plane);
+        if (adx_half_simd) return adx_half_avx2(src, dst, C, plane);
     #endif
-        return adx_non_finite_half(src, C, plane);
+        return adx_half_c(src, dst, C, plane, 0);
     }
 
-    static int64_t adx_normalise_half(const uint16_t *src, float *dst, int C, int64_t plane)
-    {
-    #ifdef ADX_F16C
-        if (adx_half_simd) return adx_normalise_half_avx2(src, dst, C, plane);
-    #endif
-        return adx_normalise_half_c(src, dst, C, plane, 0);
-    }
     """
     int adx_half_simd
     int adx_half_detect() nogil
-    int64_t adx_normalise_half(const uint16_t* src, float* dst, int C, int64_t plane) nogil
-    int64_t adx_count_non_finite_half(const uint16_t* src, int C, int64_t plane) nogil
+    int64_t adx_half(const uint16_t* src, float* dst, int C, int64_t plane) nogil
 
 
 _DETECTED = adx_half_detect()
@@ -176,7 +142,7 @@ def normalise_half(const uint16_t[:, :, ::1] bits, float[:, :, ::1] out):
     if C == 0 or plane == 0:
         return 0
     with nogil:
-        bad = adx_normalise_half(&bits[0, 0, 0], &out[0, 0, 0], C, plane)
+        bad = adx_half(&bits[0, 0, 0], &out[0, 0, 0], C, plane)
     return int(bad)
 
 
@@ -188,5 +154,5 @@ def non_finite_pixels(const uint16_t[:, :, ::1] bits):
     if C == 0 or plane == 0:
         return 0
     with nogil:
-        bad = adx_count_non_finite_half(&bits[0, 0, 0], C, plane)
+        bad = adx_half(&bits[0, 0, 0], NULL, C, plane)
     return int(bad)
