@@ -225,7 +225,7 @@ class RegionTable:
         return out
 
 
-class AnswerMaps:
+class AnswerMaps(Artifact):
     """The answer maps of one round (``answers.h5``), read per image.
 
     Per image, ``/labels/<id>`` is a map of small integers, uint16 (uint32 past 65,535 answers on one image): 0 where
@@ -235,21 +235,11 @@ class AnswerMaps:
     """
 
     def __init__(self, path) -> None:
-        self._file = Artifact(path, SCHEMA_ANSWERS)
-        self.path = self._file.path
+        super().__init__(path, SCHEMA_ANSWERS)
 
     def read(self, image_id: str, ring=None) -> tuple[np.ndarray, np.ndarray]:
         """``(map, rows)`` of ``image_id`` as stored (the map into ``ring``'s next array, if given)."""
-        return self._file.get("labels", image_id, ring), self._file.get("rows", image_id)
-
-    def close(self) -> None:
-        self._file.close()
-
-    def __enter__(self) -> AnswerMaps:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+        return self.get("labels", image_id, ring), self.get("rows", image_id)
 
 
 def add_answer_map(w: ArtifactWriter, image_id: str, answer_map: np.ndarray, rows: np.ndarray) -> None:

@@ -308,9 +308,14 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
+def csv_text(frame) -> str:
+    """A pandas DataFrame as the CSV text adaspx writes (header, no index, ``\n`` line ends)."""
+    return frame.to_csv(index=False, lineterminator="\n")
+
+
 def write_csv(path: str | os.PathLike, frame) -> None:
-    """Write a pandas DataFrame as CSV (header, no index) atomically."""
-    atomic_write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+    """Write a pandas DataFrame as CSV (:func:`csv_text`) atomically."""
+    atomic_write_text(path, csv_text(frame))
 
 
 def _json_default(obj):

@@ -45,6 +45,7 @@ from adaspx.h5io import (
     ArtifactWriter,
     MultiArtifact,
     atomic_write_text,
+    csv_text,
     temporary_name,
     write_csv,
     write_json,
@@ -750,9 +751,9 @@ def annotate(
             before += counts[0]
             after += counts[1]
         answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
-        csv_text = answers[ANSWER_COLUMNS].to_csv(index=False, lineterminator="\n")
-        wa.attrs[ANSWERS_DIGEST] = answers_digest(csv_text)  # what links the maps' row numbers to this table
-    atomic_write_text(answers_csv, csv_text)
+        table = csv_text(answers[ANSWER_COLUMNS])
+        wa.attrs[ANSWERS_DIGEST] = answers_digest(table)  # what links the maps' row numbers to this table
+    atomic_write_text(answers_csv, table)
 
     this_round = answers[answers["round"] == round]
     lb, cb, la, ca = before[0].sum(), before[1].sum(), after[0].sum(), after[1].sum()
