@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Reinstalled when the package metadata or a compiled kernel changes (an editable install does not rebuild .pyx).
-$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/adaspx/_*.pyx src/adaspx/_*.pxd)
+$(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/adaspx/_*.pyx src/adaspx/_*.pxd src/adaspx/_*.h)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 

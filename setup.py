@@ -1,4 +1,5 @@
-"""Build the compiled kernels (every ``src/adaspx/_*.pyx``) with Cython, NumPy headers and OpenMP."""
+"""Build the compiled kernels (every ``src/adaspx/_*.pyx`` with the C of its ``_*_kernels.h``) with Cython, NumPy
+headers and OpenMP."""
 
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ extensions = [
     Extension(
         f"adaspx.{pyx.stem}",
         [str(pyx)],
+        depends=[str(h) for h in pyx.parent.glob(f"{pyx.stem}_kernels.h")],
         include_dirs=[np.get_include()],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", *omp_compile],
