@@ -193,6 +193,41 @@ def test_simd_levels_agree_bitwise(C, layout, stride):
                 assert a == b
 
 
+def brute_force_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
+    """Every (left, right) and (top, bottom) pair of 4-adjacent pixels with different labels."""
+    lab = labels.astype(np.int64)
+    right = np.stack([lab[:, :-1].ravel(), lab[:, 1:].ravel()], axis=1)
+    down = np.stack([lab[:-1, :].ravel(), lab[1:, :].ravel()], axis=1)
+    both = np.concatenate([right, down])
+    return {(int(a), int(b)) for a, b in both[both[:, 0] != both[:, 1]]}
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64, np.uint64])
+@pytest.mark.parametrize("width", [1, 2, 8, 9, 15, 16, 17, 33, 70])
+def test_adjacent_pairs_every_label_type_and_simd_level(dtype, width):
+    """The pass collects every 4-adjacent pair of different labels (as slots, label - min), whatever the label type;
+    the AVX2 scan (16- and 32-bit labels, 8 or 16 labels at a time) writes exactly what the plain C scan writes."""
+    rng = np.random.default_rng(width)
+    info = np.iinfo(dtype)
+    lo = max(int(info.min), -100)
+    blocks = rng.integers(0, 6, size=(7, -(-width // 4) + 1))  # blocks of 3x4 pixels, a few values, plus noise
+    labels = np.repeat(np.repeat(blocks, 3, axis=0), 4, axis=1)[:20, :width]
+    labels = np.where(rng.random(labels.shape) < 0.05, rng.integers(0, 6, size=labels.shape), labels) + lo
+    labels = labels.astype(dtype)
+    probs = np.full((20, width, 3), 1 / 3, dtype=np.float32)
+    outputs = []
+    try:
+        for level in (2, 0):
+            kernel.set_simd_level(level)
+            outputs.append(kernel.region_sums(labels, lo, 6, probs, False, 1, 1e-2, 1, True)[-1])
+    finally:
+        kernel.set_simd_level(2)
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    expected = {(a - lo, b - lo) for a, b in brute_force_pairs(labels)}
+    assert {(int(a), int(b)) for a, b in outputs[0]} == expected
+
+
 # ------------------------------------------------------------------------------------------------------------------
 # pinned semantics
 # ------------------------------------------------------------------------------------------------------------------

@@ -52,6 +52,22 @@ cdef extern from "_merge_kernels.h":
     Py_ssize_t adx_row_f64(const int32_t* slots, Py_ssize_t W, const double* prow, Py_ssize_t pstep, Py_ssize_t w,
                            Py_ssize_t stride, int C, Py_ssize_t Cp, double tol, double* sums, double* ratio,
                            int32_t* hist, int64_t* counts, double* rcache, int32_t* acache, int reuse) nogil
+    Py_ssize_t adx_pairs_i8(const int8_t* row, const int8_t* above, const int8_t* below, Py_ssize_t W,
+                      int64_t base, int32_t* out) nogil
+    Py_ssize_t adx_pairs_u8(const uint8_t* row, const uint8_t* above, const uint8_t* below, Py_ssize_t W,
+                      int64_t base, int32_t* out) nogil
+    Py_ssize_t adx_pairs_i16(const int16_t* row, const int16_t* above, const int16_t* below, Py_ssize_t W,
+                       int64_t base, int32_t* out) nogil
+    Py_ssize_t adx_pairs_u16(const uint16_t* row, const uint16_t* above, const uint16_t* below, Py_ssize_t W,
+                       int64_t base, int32_t* out) nogil
+    Py_ssize_t adx_pairs_i32(const int32_t* row, const int32_t* above, const int32_t* below, Py_ssize_t W,
+                       int64_t base, int32_t* out) nogil
+    Py_ssize_t adx_pairs_u32(const uint32_t* row, const uint32_t* above, const uint32_t* below, Py_ssize_t W,
+                       int64_t base, int32_t* out) nogil
+    Py_ssize_t adx_pairs_i64(const int64_t* row, const int64_t* above, const int64_t* below, Py_ssize_t W,
+                       int64_t base, int32_t* out) nogil
+    Py_ssize_t adx_pairs_u64(const uint64_t* row, const uint64_t* above, const uint64_t* below, Py_ssize_t W,
+                       int64_t base, int32_t* out) nogil
 
 
 SIMD_LEVELS = {0: "plain C", 1: "SSE2", 2: "AVX2"}
@@ -138,43 +154,27 @@ cdef inline bint _reserve(PairBuf* buf, Py_ssize_t extra) noexcept nogil:
 
 cdef void _row_pairs(const label_t* row, const label_t* above, const label_t* below, Py_ssize_t W,
                      int64_t base, PairBuf* buf) noexcept nogil:
-    """Adjacent different labels: (row[x], row[x+1]) and (row[x], below[x]), as slot pairs. A pair equal to the
-    same pair one row above (horizontal) or one column to the left (vertical) is skipped; the rest are
-    deduplicated later. Branch-free: every candidate is written and the end advances only for kept pairs."""
-    cdef Py_ssize_t x, n
-    cdef label_t a, b
+    """Adjacent different labels of one row, as slot pairs (``adx_pairs_*`` in _merge_kernels.h)."""
     cdef int32_t* out
     if buf.failed or not _reserve(buf, 4 * W):
         return
     out = buf.data + buf.size
-    n = 0
-    if above == NULL:
-        for x in range(W - 1):
-            a = row[x]
-            b = row[x + 1]
-            out[n] = <int32_t>(<int64_t>a - base)
-            out[n + 1] = <int32_t>(<int64_t>b - base)
-            n += 2 * (a != b)
+    if label_t is int8_t:
+        buf.size += adx_pairs_i8(row, above, below, W, base, out)
+    elif label_t is uint8_t:
+        buf.size += adx_pairs_u8(row, above, below, W, base, out)
+    elif label_t is int16_t:
+        buf.size += adx_pairs_i16(row, above, below, W, base, out)
+    elif label_t is uint16_t:
+        buf.size += adx_pairs_u16(row, above, below, W, base, out)
+    elif label_t is int32_t:
+        buf.size += adx_pairs_i32(row, above, below, W, base, out)
+    elif label_t is uint32_t:
+        buf.size += adx_pairs_u32(row, above, below, W, base, out)
+    elif label_t is int64_t:
+        buf.size += adx_pairs_i64(row, above, below, W, base, out)
     else:
-        for x in range(W - 1):
-            a = row[x]
-            b = row[x + 1]
-            out[n] = <int32_t>(<int64_t>a - base)
-            out[n + 1] = <int32_t>(<int64_t>b - base)
-            n += 2 * ((a != b) & ((above[x] != a) | (above[x + 1] != b)))
-    if below != NULL:
-        a = row[0]
-        b = below[0]
-        out[n] = <int32_t>(<int64_t>a - base)
-        out[n + 1] = <int32_t>(<int64_t>b - base)
-        n += 2 * (a != b)
-        for x in range(1, W):
-            a = row[x]
-            b = below[x]
-            out[n] = <int32_t>(<int64_t>a - base)
-            out[n + 1] = <int32_t>(<int64_t>b - base)
-            n += 2 * ((a != b) & ((row[x - 1] != a) | (below[x - 1] != b)))
-    buf.size += n
+        buf.size += adx_pairs_u64(row, above, below, W, base, out)
 
 
 cdef void _rows(

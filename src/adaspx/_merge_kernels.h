@@ -413,4 +413,124 @@ static Py_ssize_t adx_row_f32(const int32_t *slots, Py_ssize_t W, const float *p
     return adx_row_f32_c(slots, W, prow, pstep, w, stride, C, Cp, tol, sums, ratio, hist, counts, rcache, acache, reuse);
 }
 
+/* ---- adjacent label pairs of one row ----
+   Writes (row[x], row[x + 1]) for x in [0, W - 1), then (row[x], below[x]) for x in [0, W) (when below is not
+   NULL), as int32 slot pairs (label - base) into out, for the labels that differ, in that order, and returns the
+   number of int32 written (at most 4 * W). A horizontal pair equal to the pair one row above (above[x],
+   above[x + 1]) and a vertical pair equal to the pair one column to the left are left out: inside a region's
+   straight border they repeat on every row or column; the rest are deduplicated later. The plain C variant is
+   branch-free (every candidate is written, the end advances only for kept pairs); the AVX2 variant (16- and
+   32-bit labels) compares 32 bytes of labels at a time and writes only the kept pairs. Same output. */
+#define ADX_ROW_PAIRS_C(NAME, T)                                                                  \
+static Py_ssize_t NAME(const T *row, const T *above, const T *below, Py_ssize_t W, int64_t base,  \
+                       int32_t *out, Py_ssize_t x0, Py_ssize_t v0, Py_ssize_t n)                 \
+{                                                                                               \
+    Py_ssize_t x;                                                                               \
+    T a, b;                                                                                     \
+    for (x = x0; x < W - 1; x++) {                                                              \
+        a = row[x];                                                                             \
+        b = row[x + 1];                                                                         \
+        out[n] = (int32_t)((int64_t)a - base);                                                  \
+        out[n + 1] = (int32_t)((int64_t)b - base);                                              \
+        n += 2 * ((a != b) & (above == NULL || (above[x] != a) | (above[x + 1] != b)));         \
+    }                                                                                           \
+    if (below == NULL) return n;                                                                \
+    for (x = v0; x < W; x++) {                                                                  \
+        a = row[x];                                                                             \
+        b = below[x];                                                                           \
+        out[n] = (int32_t)((int64_t)a - base);                                                  \
+        out[n + 1] = (int32_t)((int64_t)b - base);                                              \
+        n += 2 * ((a != b) & (x == 0 || (row[x - 1] != a) | (below[x - 1] != b)));              \
+    }                                                                                           \
+    return n;                                                                                   \
+}
+ADX_ROW_PAIRS_C(adx_pairs_i8_c, int8_t)
+ADX_ROW_PAIRS_C(adx_pairs_u8_c, uint8_t)
+ADX_ROW_PAIRS_C(adx_pairs_i16_c, int16_t)
+ADX_ROW_PAIRS_C(adx_pairs_u16_c, uint16_t)
+ADX_ROW_PAIRS_C(adx_pairs_i32_c, int32_t)
+ADX_ROW_PAIRS_C(adx_pairs_u32_c, uint32_t)
+ADX_ROW_PAIRS_C(adx_pairs_i64_c, int64_t)
+ADX_ROW_PAIRS_C(adx_pairs_u64_c, uint64_t)
+
+#ifdef ADX_AVX2
+/* LANES labels per 32 bytes; EQ compares lanes; KEEP has the first bit of every lane in the byte mask; TAIL is the
+   plain C variant, which finishes the row from where the vectors stop. */
+#define ADX_ROW_PAIRS_AVX2(NAME, T, LANES, EQ, KEEP, TAIL)                                        \
+__attribute__((target("avx2"))) static Py_ssize_t NAME(const T *row, const T *above,            \
+                                                       const T *below, Py_ssize_t W, int64_t base, \
+                                                       int32_t *out)                            \
+{                                                                                               \
+    Py_ssize_t x = 0, v = 1, n = 0, lane;                                                       \
+    uint32_t m;                                                                                 \
+    __m256i a, b, drop;                                                                         \
+    for (; x + LANES < W; x += LANES) {                                                         \
+        a = _mm256_loadu_si256((const __m256i *)(row + x));                                     \
+        b = _mm256_loadu_si256((const __m256i *)(row + x + 1));                                 \
+        drop = EQ(a, b);                                                                        \
+        if (above != NULL)                                                                      \
+            drop = _mm256_or_si256(drop, _mm256_and_si256(                                      \
+                EQ(a, _mm256_loadu_si256((const __m256i *)(above + x))),                        \
+                EQ(b, _mm256_loadu_si256((const __m256i *)(above + x + 1)))));                  \
+        for (m = ~(uint32_t)_mm256_movemask_epi8(drop) & KEEP; m; m &= m - 1) {                 \
+            lane = (Py_ssize_t)__builtin_ctz(m) * LANES / 32;                                   \
+            out[n] = (int32_t)((int64_t)row[x + lane] - base);                                  \
+            out[n + 1] = (int32_t)((int64_t)row[x + lane + 1] - base);                          \
+            n += 2;                                                                             \
+        }                                                                                       \
+    }                                                                                           \
+    n = TAIL(row, above, NULL, W, base, out, x, W, n);                                          \
+    if (below == NULL) return n;                                                                \
+    if (row[0] != below[0]) {                                                                   \
+        out[n] = (int32_t)((int64_t)row[0] - base);                                             \
+        out[n + 1] = (int32_t)((int64_t)below[0] - base);                                       \
+        n += 2;                                                                                 \
+    }                                                                                           \
+    for (; v + LANES <= W; v += LANES) {                                                        \
+        a = _mm256_loadu_si256((const __m256i *)(row + v));                                     \
+        b = _mm256_loadu_si256((const __m256i *)(below + v));                                   \
+        drop = _mm256_or_si256(EQ(a, b), _mm256_and_si256(                                      \
+            EQ(a, _mm256_loadu_si256((const __m256i *)(row + v - 1))),                          \
+            EQ(b, _mm256_loadu_si256((const __m256i *)(below + v - 1)))));                      \
+        for (m = ~(uint32_t)_mm256_movemask_epi8(drop) & KEEP; m; m &= m - 1) {                 \
+            lane = (Py_ssize_t)__builtin_ctz(m) * LANES / 32;                                   \
+            out[n] = (int32_t)((int64_t)row[v + lane] - base);                                  \
+            out[n + 1] = (int32_t)((int64_t)below[v + lane] - base);                            \
+            n += 2;                                                                             \
+        }                                                                                       \
+    }                                                                                           \
+    return TAIL(row, NULL, below, W, base, out, W, v, n);                                       \
+}
+ADX_ROW_PAIRS_AVX2(adx_pairs_i16_avx2, int16_t, 16, _mm256_cmpeq_epi16, 0x55555555u, adx_pairs_i16_c)
+ADX_ROW_PAIRS_AVX2(adx_pairs_u16_avx2, uint16_t, 16, _mm256_cmpeq_epi16, 0x55555555u, adx_pairs_u16_c)
+ADX_ROW_PAIRS_AVX2(adx_pairs_i32_avx2, int32_t, 8, _mm256_cmpeq_epi32, 0x11111111u, adx_pairs_i32_c)
+ADX_ROW_PAIRS_AVX2(adx_pairs_u32_avx2, uint32_t, 8, _mm256_cmpeq_epi32, 0x11111111u, adx_pairs_u32_c)
+#define ADX_PAIRS_FAST(FAST, ...) if (adx_simd >= 2) return FAST(__VA_ARGS__)
+#else
+#define ADX_PAIRS_FAST(FAST, ...) ((void)0)
+#endif
+
+/* entry points, one per label type: the AVX2 variant where chosen, else plain C */
+#define ADX_PAIRS_ENTRY(NAME, T, PLAIN)                                                           \
+static Py_ssize_t NAME(const T *row, const T *above, const T *below, Py_ssize_t W, int64_t base,  \
+                       int32_t *out)                                                            \
+{                                                                                               \
+    return PLAIN(row, above, below, W, base, out, 0, 0, 0);                                     \
+}
+#define ADX_PAIRS_ENTRY_AVX2(NAME, T, PLAIN, FAST)                                                \
+static Py_ssize_t NAME(const T *row, const T *above, const T *below, Py_ssize_t W, int64_t base,  \
+                       int32_t *out)                                                            \
+{                                                                                               \
+    ADX_PAIRS_FAST(FAST, row, above, below, W, base, out);                                      \
+    return PLAIN(row, above, below, W, base, out, 0, 0, 0);                                     \
+}
+ADX_PAIRS_ENTRY(adx_pairs_i8, int8_t, adx_pairs_i8_c)
+ADX_PAIRS_ENTRY(adx_pairs_u8, uint8_t, adx_pairs_u8_c)
+ADX_PAIRS_ENTRY_AVX2(adx_pairs_i16, int16_t, adx_pairs_i16_c, adx_pairs_i16_avx2)
+ADX_PAIRS_ENTRY_AVX2(adx_pairs_u16, uint16_t, adx_pairs_u16_c, adx_pairs_u16_avx2)
+ADX_PAIRS_ENTRY_AVX2(adx_pairs_i32, int32_t, adx_pairs_i32_c, adx_pairs_i32_avx2)
+ADX_PAIRS_ENTRY_AVX2(adx_pairs_u32, uint32_t, adx_pairs_u32_c, adx_pairs_u32_avx2)
+ADX_PAIRS_ENTRY(adx_pairs_i64, int64_t, adx_pairs_i64_c)
+ADX_PAIRS_ENTRY(adx_pairs_u64, uint64_t, adx_pairs_u64_c)
+
 #endif /* ADASPX_MERGE_KERNELS_H */
