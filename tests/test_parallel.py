@@ -1,11 +1,13 @@
 """Per-image work on threads: results in input order, and reused read buffers never overwritten while in use."""
 
 import random
+import sys
 import time
 
 import numpy as np
+import pytest
 
-from adaspx.parallel import BufferRing, ordered_map
+from adaspx.parallel import SWITCH_INTERVAL, BufferRing, ordered_map
 
 
 def test_ring_arrays_are_not_reused_while_a_worker_or_the_caller_holds_them():
@@ -38,3 +40,19 @@ def test_ring_reuses_its_arrays_and_reallocates_on_a_new_shape():
     assert ring.array((4, 4), np.uint16) is first[0]
     other = ring.array((2, 4), np.uint16)
     assert other.shape == (2, 4) and other is not first[1]
+
+
+def test_switch_interval_is_short_while_mapping_and_restored_after():
+    """ordered_map shortens the interpreter's switch interval for its readers and writers, and gives the caller's
+    own setting back when it ends, also when a worker fails."""
+    before = sys.getswitchinterval()
+    seen = [sys.getswitchinterval() for _ in ordered_map(lambda k: k, ((k,) for k in range(5)), 2)]
+    assert seen == [pytest.approx(SWITCH_INTERVAL)] * 5
+    assert sys.getswitchinterval() == before
+
+    def fail(k):
+        raise ValueError(f"image {k}")
+
+    with pytest.raises(ValueError, match="image 0"):
+        list(ordered_map(fail, ((k,) for k in range(3)), 2))
+    assert sys.getswitchinterval() == before
