@@ -218,8 +218,8 @@ def train(
     from adaspx.training import H5Arrays, LazyArrays, TrainConfig, save_checkpoint, train_model
 
     params = dict(params)
-    checkpoint_every = int(params.pop("checkpoint_every", 100))
-    init = params.pop("init", "scratch")
+    checkpoint_every = int(params.pop("checkpoint_every"))
+    init = params.pop("init")
     if init not in ("scratch", "previous"):
         raise ValueError(f"train.init must be scratch or previous, got {init!r}")
     initial = previous_model if init == "previous" and previous_model else weights
@@ -259,7 +259,7 @@ def train(
 
 
 def evaluate(
-    manifest_path, model_path, metrics_out, *, batch_size: int = 8, threads: int | None = None, **info: Any
+    manifest_path, model_path, metrics_out, *, batch_size: int = 16, threads: int | None = None, **info: Any
 ) -> None:
     from adaspx.metrics import confusion_matrix, iou_from_confusion
     from adaspx.training import load_checkpoint, predict_probs
@@ -288,7 +288,7 @@ def infer(
     *,
     shards: int,
     shard: int,
-    batch_size: int = 8,
+    batch_size: int = 16,
     threads: int | None = None,
     config=None,
     stride: int = 1,
@@ -418,7 +418,7 @@ def acquire(
     budget: int,
     seed: int,
     round: int,
-    exclude_labeled: float | None = None,
+    exclude_labeled: float | None = 0.5,
     size_exponent: float = 0.0,
     click_cost: str = "region",
     max_per_image: int | None = None,

@@ -17,10 +17,10 @@ rule acquire:
         budget=budget,
         seed=lambda w: int(w.seed),
         round=lambda w: int(w.round),
-        exclude_labeled=config["al"].get("exclude_labeled"),
-        size_exponent=config["al"].get("size_exponent", 0.0),
-        click_cost=config["al"].get("click_cost", "region"),
-        max_per_image=config["al"].get("max_per_image"),
-        max_per_class=config["al"].get("max_per_class"),
+        exclude_labeled=config["al"]["exclude_labeled"],
+        size_exponent=config["al"]["size_exponent"],
+        click_cost=config["al"]["click_cost"],
+        max_per_image=config["al"]["max_per_image"],
+        max_per_class=config["al"]["max_per_class"],
     script:
         "../scripts/acquire.py"

@@ -22,7 +22,7 @@ rule annotate:
     threads: 2
     params:
         sieving=sieve_settings,
-        click_cost=config["al"].get("click_cost", "region"),
+        click_cost=config["al"]["click_cost"],
         budget=budget,
         attrs=artifact_attrs,
     script:

@@ -41,14 +41,14 @@ if DS["pool_split"] == DS["val_split"]:
         f"dataset.val_split: {DS['val_split']!r} is also dataset.pool_split: the model would be "
         "evaluated on the images it is trained on"
     )
-WEIGHTS = config["model"].get("weights")
+WEIGHTS = config["model"]["weights"]
 if WEIGHTS not in (None, "torchvision") and not Path(WEIGHTS).is_file():
     raise WorkflowError(
         f"model.weights: {WEIGHTS} not found (expected null, torchvision or a checkpoint path)"
     )
-LIST_FILES = [f for f in (DS.get("pool_list"), DS.get("val_list")) if f]
+LIST_FILES = [f for f in (DS["pool_list"], DS["val_list"]) if f]
 for key in ("pool_list", "val_list"):
-    if DS.get(key) and not Path(DS[key]).is_file():
+    if DS[key] and not Path(DS[key]).is_file():
         raise WorkflowError(f"dataset.{key}: {DS[key]} does not exist")
 if DS["kind"] != "synthetic" and not Path(DATASET_ROOT).is_dir():
     raise WorkflowError(
@@ -71,8 +71,8 @@ else:
             DATASET_ROOT,
             [DS["pool_split"], DS["val_split"]],
             {
-                DS["pool_split"]: DS.get("pool_list"),
-                DS["val_split"]: DS.get("val_list"),
+                DS["pool_split"]: DS["pool_list"],
+                DS["val_split"]: DS["val_list"],
             },
         )
     except DatasetError as err:
@@ -155,18 +155,18 @@ def merge_statistics(w):
 
 
 def sieve_probs(w):
-    return previous_probs(w) if experiment(w.experiment).get("sieve", False) else []
+    return previous_probs(w) if experiment(w.experiment)["sieve"] else []
 
 
 def sieve_settings(w):
     """The sieve.* settings of an experiment that sieves; for one that does not, only that fact, so that changing
     them reruns nothing of it."""
-    if not experiment(w.experiment).get("sieve", False):
+    if not experiment(w.experiment)["sieve"]:
         return {"sieve": False}
     s = config["sieve"]
     return {
         "sieve": True,
-        "min_pixels": s.get("min_pixels"),
+        "min_pixels": s["min_pixels"],
         "sieve_method": s["method"],
         "disagree_threshold": s["disagree_threshold"],
         "freeze_sieve": s["freeze"],
@@ -217,6 +217,6 @@ def summary_entries():
 
 def frozen_targets(w):
     """With sieve.freeze, the previous round's targets: earlier answers keep the sieving of their own round."""
-    sieving = experiment(w.experiment).get("sieve", False)
-    freeze = config["sieve"].get("freeze", False)
+    sieving = experiment(w.experiment)["sieve"]
+    freeze = config["sieve"]["freeze"]
     return previous(w, "targets.h5") if sieving and freeze else []

@@ -12,7 +12,7 @@ if DS["kind"] == "synthetic":
             CONDA_ENV
         params:
             root=lambda w, output: os.path.dirname(output[0]),
-            synthetic=DS.get("synthetic", {}),
+            synthetic=DS["synthetic"],
         script:
             "../scripts/synthesize_dataset.py"
 
@@ -34,6 +34,6 @@ rule prepare_dataset:
         # the folder the dataset's files lie in (not a prefix of the input files: those are the files themselves)
         root=lambda w: DATASET_ROOT,
         splits={"pool": DS["pool_split"], "val": DS["val_split"]},
-        list_files={"pool": DS.get("pool_list"), "val": DS.get("val_list")},
+        list_files={"pool": DS["pool_list"], "val": DS["val_list"]},
     script:
         "../scripts/prepare_dataset.py"

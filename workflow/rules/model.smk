@@ -15,7 +15,7 @@
 
 # train.init: previous fine-tunes the previous round's model (an input then; none in round 0); scratch (default,
 # the reference code) retrains from model.weights every round.
-FINE_TUNE = config["train"].get("init", "scratch") == "previous"
+FINE_TUNE = config["train"]["init"] == "previous"
 
 
 rule train:
@@ -34,7 +34,7 @@ rule train:
     threads: 1
     params:
         model=config["model"]["name"],
-        weights=config["model"].get("weights"),
+        weights=config["model"]["weights"],
         train=result_settings("train", "checkpoint_every"),
         seed=lambda w: int(w.seed),
     script:

@@ -11,7 +11,7 @@ rule base_superpixels:
         CONDA_ENV
     params:
         method=config["superpixels"]["method"],
-        method_params=config["superpixels"].get(config["superpixels"]["method"], {}),
+        method_params=config["superpixels"][config["superpixels"]["method"]],
         shards=len(SHARDS),
     script:
         "../scripts/base_superpixels.py"

@@ -7,7 +7,7 @@ with log_to(snakemake.log[0]):
         snakemake.input.probs,
         snakemake.output.regions,
         eps=snakemake.params.merge["eps"],
-        max_visited=snakemake.params.merge.get("max_visited"),
+        max_visited=snakemake.params.merge["max_visited"],
         threads=snakemake.threads,
         **snakemake.params.statistics,
         config=snakemake.params.merge,
