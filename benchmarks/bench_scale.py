@@ -38,6 +38,7 @@ import numpy as np
 
 H, W = 1024, 2048
 STAGES = ("write_probs", "merge", "acquire", "annotate")
+PROVENANCE = {"experiment": "bench", "seed": 0}  # and the round, which every round stage also takes
 
 
 def grid_superpixels(seed: int, cell: int = 16) -> np.ndarray:
@@ -108,17 +109,18 @@ def run_stage(stage: str, root: Path, stride: int) -> dict:
             for image_id in ids:
                 w.add("probs", image_id, np.load(root / "npy" / f"{image_id}_s{stride}.npy"))
     elif stage == "merge":
-        pipeline.merge_superpixels(root / "base.h5", rd / "probs.h5", rd / "regions.h5", eps=0.1, threads=2)
+        pipeline.merge_superpixels(root / "base.h5", rd / "probs.h5", rd / "regions.h5", eps=0.1, threads=2,
+                                    **PROVENANCE, round=1)  # fmt: skip
     elif stage == "acquire":
         pipeline.acquire(root / "manifest.json", [str(rd / "regions.h5")], [], str(rd / "answers0.h5"),
-                         rd / "selection.csv", strategy="class_balanced", budget=8 * len(ids), seed=0, round=1,
-                         exclude_labeled=0.5)  # fmt: skip
+                         rd / "selection.csv", strategy="class_balanced", budget=8 * len(ids), exclude_labeled=0.5,
+                         **PROVENANCE, round=1)  # fmt: skip
     elif stage == "annotate":
         pipeline.annotate(root / "manifest.json", rd / "selection.csv", [str(rd / "regions.h5")],
                           str(rd / "answers0.csv"), str(rd / "answers0.h5"), [str(rd / "probs.h5")],
                           [str(root / "base.h5")], answers_csv=rd / "answers1.csv", answers_h5=rd / "answers1.h5",
-                          targets_h5=rd / "targets1.h5", stats_json=rd / "stats1.json", round=1, sieve=True,
-                          min_pixels=512, threads=2)  # fmt: skip
+                          targets_h5=rd / "targets1.h5", stats_json=rd / "stats1.json", **PROVENANCE, round=1,
+                          sieve=True, min_pixels=512, threads=2)  # fmt: skip
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "images": len(ids), "peak_mib": peak_rss_mib()}
 
@@ -147,10 +149,12 @@ def warmup_answers(root: Path, stride: int) -> None:
     rd = root / f"run_s{stride}"
     manifest = json.loads((root / "manifest.json").read_text())
     pipeline.acquire(root / "manifest.json", [str(root / "base.h5")], [], None, rd / "selection0.csv",
-                     strategy="random", budget=8 * len(pipeline.pool_ids(manifest)), seed=0, round=0)  # fmt: skip
+                     strategy="random", budget=8 * len(pipeline.pool_ids(manifest)), **PROVENANCE,
+                     round=0)  # fmt: skip
     pipeline.annotate(root / "manifest.json", rd / "selection0.csv", [str(root / "base.h5")], None, None, [],
                       [str(root / "base.h5")], answers_csv=rd / "answers0.csv", answers_h5=rd / "answers0.h5",
-                      targets_h5=rd / "targets0.h5", stats_json=rd / "stats0.json", round=0, sieve=False)  # fmt: skip
+                      targets_h5=rd / "targets0.h5", stats_json=rd / "stats0.json", **PROVENANCE,
+                      round=0, sieve=False)  # fmt: skip
 
 
 def measure(stage: str, root: Path, stride: int, repeats: int) -> dict:

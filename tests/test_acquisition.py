@@ -9,6 +9,8 @@ from stage_helpers import small_pool
 from adaspx import acquisition as acq
 from adaspx.acquisition import class_balanced_scores, minmax, random_scores, select_under_budget
 
+PROVENANCE = {"experiment": "e", "seed": 0, "round": 1}  # what the workflow passes every round stage
+
 
 def test_top_k_unit_costs_in_rank_order_with_stable_ties():
     scores = np.array([0.1, 0.9, 0.5, 0.9, 0.2])
@@ -288,7 +290,7 @@ def pool(tmp_path_factory):
 def _acquire(pool, out, **kw):
     from adaspx import pipeline
 
-    args = {"strategy": "class_balanced", "budget": 5, "seed": 0, "round": 1, **kw}
+    args = {"strategy": "class_balanced", "budget": 5, "experiment": "e", "seed": 0, "round": 1, **kw}
     answers = args.pop("answers", None)
     pipeline.acquire(pool / "manifest.json", [str(pool / "base.h5")], [str(pool / "probs.h5")], answers, out, **args)
     return pd.read_csv(out, dtype={"image": str}) if out.exists() else None
@@ -323,7 +325,7 @@ def test_nan_probabilities_name_file_and_image(pool, tmp_path):
     out = tmp_path / "sel.csv"
     with pytest.raises(ValueError, match=rf"probs\.h5: image {name}: probabilities of 1 pixels are NaN"):
         pipeline.acquire(pool / "manifest.json", [str(pool / "base.h5")], [str(bad)], None, out,
-                         strategy="margin", budget=3, seed=0, round=1)  # fmt: skip
+                         strategy="margin", budget=3, experiment="e", seed=0, round=1)  # fmt: skip
     assert not out.exists()
 
 
@@ -419,9 +421,9 @@ def test_statistics_stored_by_merge_select_as_computed_ones(pool, tmp_path, stra
 
     regions = tmp_path / "regions.h5"
     extras = {"entropy": strategy == "entropy", "official_counts": strategy == "class_balanced_official"}
-    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, **extras)
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, **extras, **PROVENANCE)
     _without_stats(regions, tmp_path / "plain.h5")
-    args = dict(strategy=strategy, budget=6, seed=0, round=1, click_cost="classes", size_exponent=0.5)
+    args = dict(strategy=strategy, budget=6, **PROVENANCE, click_cost="classes", size_exponent=0.5)
     stored, computed = tmp_path / "stored.csv", tmp_path / "computed.csv"
     # random selection uses a model's statistics (class cost estimates) only when given probabilities
     probs = [str(pool / "probs.h5")] if strategy == "random" else []
@@ -446,7 +448,7 @@ def test_merge_statistics_equal_region_stats_of_the_merged_map(pool, tmp_path):
 
     regions = tmp_path / "regions.h5"
     pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, entropy=True,
-                               official_counts=True)  # fmt: skip
+                               official_counts=True, **PROVENANCE)  # fmt: skip
     with Artifact(regions) as r, Artifact(pool / "probs.h5") as p:
         stats, per_image = r.table("stats"), r.table("image_stats")
         for j, name in enumerate(per_image["image"].astype(str)):

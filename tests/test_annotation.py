@@ -153,8 +153,8 @@ def _annotate(d, tmp, selection, round=1, prev=None, probs=None, **kw):
            (("answers_csv", "csv"), ("answers_h5", "h5"), ("targets_h5", "h5"), ("stats_json", "json"))}  # fmt: skip
     prev_csv, prev_h5, prev_t = (None, None, None) if prev is None else prev
     pipeline.annotate(d / "manifest.json", tmp / f"sel{round}.csv", [str(d / "base.h5")], prev_csv, prev_h5,
-                      [str(probs or d / "probs.h5")], [str(d / "base.h5")], round=round, prev_targets_h5=prev_t,
-                      **out, **kw)  # fmt: skip
+                      [str(probs or d / "probs.h5")], [str(d / "base.h5")], experiment="e", seed=0, round=round,
+                      prev_targets_h5=prev_t, **out, **kw)  # fmt: skip
     return out, json.loads(out["stats_json"].read_text())
 
 
@@ -320,10 +320,10 @@ def test_regions_of_another_pool_name_the_file_and_image(stage, tmp_path):
         pipeline.annotate(d / "manifest.json", tmp_path / "sel1.csv", [str(other)],
                           None, None, [], [str(d / "base.h5")], answers_csv=tmp_path / "a.csv",
                           answers_h5=tmp_path / "a.h5", targets_h5=tmp_path / "t.h5", stats_json=tmp_path / "s.json",
-                          round=1, sieve=False)  # fmt: skip
+                          experiment="e", seed=0, round=1, sieve=False)  # fmt: skip
     with pytest.raises(ValueError, match=rf"other_regions\.h5: no region map for pool image {ids[2]}"):
         pipeline.acquire(d / "manifest.json", [str(other)], [], None, tmp_path / "sel.csv", strategy="random",
-                         budget=3, seed=0, round=1)  # fmt: skip
+                         budget=3, experiment="e", seed=0, round=1)  # fmt: skip
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other_regions.h5", "sel1.csv"]
 
 

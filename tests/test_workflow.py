@@ -87,8 +87,8 @@ def test_adaptive_regions_are_unions_of_base_superpixels(tiny_run):
 def test_selection_answers_targets(tiny_run):
     base = tiny_run / R / "cb_oracle/seed0"
     sel = pd.read_csv(base / "round2/selection.csv")
-    columns = ["rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty", "reserve"]
-    assert list(sel.columns) == columns
+    columns = ["round", "rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty", "reserve"]
+    assert list(sel.columns) == columns and (sel["round"] == 2).all()
     assert sel["clicks"].sum() == 10 and sel["score"].is_monotonic_decreasing and not sel["reserve"].any()
     a1 = pd.read_csv(base / "round1/answers.csv")
     a2 = pd.read_csv(base / "round2/answers.csv")

@@ -56,7 +56,18 @@ log = logging.getLogger("adaspx")
 
 __all__ = ["SCHEMA_PROBS", "SCHEMA_TARGETS", "at_label_resolution"]  # re-exported for callers of this module
 
-SELECTION_COLUMNS = ["rank", "image", "region", "score", "size", "clicks", "predicted", "uncertainty", "reserve"]
+SELECTION_COLUMNS = [
+    "round",
+    "rank",
+    "image",
+    "region",
+    "score",
+    "size",
+    "clicks",
+    "predicted",
+    "uncertainty",
+    "reserve",
+]
 ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks"]
 SUMMARY_COLUMNS = [
     "experiment",
@@ -201,13 +212,18 @@ def train(
     *,
     model: str,
     params: Mapping[str, Any],
+    experiment: str,
     seed: int,
+    round: int,
     threads: int | None = None,
     progress: bool = True,
     weights: str | None = None,
     previous_model: str | Path | None = None,
 ) -> None:
     """Train the round's model on the labeled pixels of ``targets_path``; write ``model_out`` when done.
+
+    ``experiment``, ``seed`` and ``round`` (the provenance every round stage takes and records: here in the
+    checkpoint's metadata) also seed the training: ``seed`` alone chooses its random numbers.
 
     ``params`` is the ``train`` config block: ``checkpoint_every`` (iterations between saves of the in-progress
     state to ``train_checkpoint.pt`` beside ``model_out``; 0 = off; a rerun resumes from it, and it is deleted
@@ -250,7 +266,9 @@ def train(
         model_name=model,
         num_classes=manifest["num_classes"],
         meta={
+            "experiment": experiment,
             "seed": seed,
+            "round": round,
             "train": dict(params, init=init),
             "weights": None if initial is None else str(initial),
             "images": len(ids),
@@ -259,8 +277,17 @@ def train(
 
 
 def evaluate(
-    manifest_path, model_path, metrics_out, *, batch_size: int = 16, threads: int | None = None, **info: Any
+    manifest_path,
+    model_path,
+    metrics_out,
+    *,
+    experiment: str,
+    seed: int,
+    round: int,
+    batch_size: int = 16,
+    threads: int | None = None,
 ) -> None:
+    """mIoU and per-class IoU of the round's model on the validation images, with the round's provenance."""
     from adaspx.metrics import confusion_matrix, iou_from_confusion
     from adaspx.training import load_checkpoint, predict_probs
 
@@ -277,7 +304,7 @@ def evaluate(
     result = iou_from_confusion(cm)
     result["classes"] = manifest["classes"]
     result["images"] = len(ids)
-    result.update(info)
+    result.update(experiment=experiment, seed=seed, round=round)
     write_json(metrics_out, result)
 
 
@@ -288,11 +315,12 @@ def infer(
     *,
     shards: int,
     shard: int,
+    experiment: str,
+    seed: int,
+    round: int,
     batch_size: int = 16,
     threads: int | None = None,
-    config=None,
     stride: int = 1,
-    **attrs: Any,
 ) -> None:
     """Softmax probabilities of the pool shard, float16 (C, h, w) per image, written as they come.
 
@@ -310,12 +338,13 @@ def infer(
     with ArtifactWriter(
         out,
         SCHEMA_PROBS,
-        config=config,
         stride=stride,
         classes=manifest["classes"],
         shard=shard,
         shards=shards,
-        **attrs,
+        experiment=experiment,
+        seed=seed,
+        round=round,
     ) as w:
         images = (ds.image(i) for i in ids)
         probs_iter = predict_probs(net, images, batch_size=batch_size, stride=stride)
@@ -339,12 +368,13 @@ def merge_superpixels(
     out,
     *,
     eps: float,
+    experiment: str,
+    seed: int,
+    round: int,
     max_visited: int | None = None,
     threads: int | None = None,
     entropy: bool = False,
     official_counts: bool = False,
-    config=None,
-    **attrs: Any,
 ) -> None:
     """Adaptive regions of one pool shard, and their statistics for acquisition (``/stats``, ``/image_stats``; see
     :func:`adaspx.acquisition.region_features`: ``entropy`` adds the regions' mean entropy, ``official_counts``
@@ -362,7 +392,15 @@ def merge_superpixels(
     with (
         Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
         Probabilities([probs_path]) as probs,
-        ArtifactWriter(out, SCHEMA_REGIONS, config=config, eps=eps, **attrs) as w,
+        ArtifactWriter(
+            out,
+            SCHEMA_REGIONS,
+            config={"eps": eps, "max_visited": max_visited, "entropy": entropy, "official_counts": official_counts},
+            eps=eps,
+            experiment=experiment,
+            seed=seed,
+            round=round,
+        ) as w,
     ):
 
         def merge_one(image_id: str, labels: np.ndarray, raw: np.ndarray):
@@ -416,6 +454,7 @@ def acquire(
     *,
     strategy: str,
     budget: int,
+    experiment: str,
     seed: int,
     round: int,
     exclude_labeled: float | None = 0.5,
@@ -549,6 +588,7 @@ def acquire(
     rows = np.concatenate([chosen, reserve]).astype(np.int64)
     sel = cand.iloc[rows].copy()
     sel.insert(0, "rank", np.arange(len(sel)))
+    sel.insert(0, "round", round)
     sel["score"] = scores[rows]
     sel["clicks"] = costs[rows]
     sel["reserve"] = np.arange(len(rows)) >= len(chosen)
@@ -580,6 +620,8 @@ def annotate(
     answers_h5,
     targets_h5,
     stats_json,
+    experiment: str,
+    seed: int,
     round: int,
     sieve: bool,
     min_pixels: int | None = None,
@@ -590,8 +632,6 @@ def annotate(
     click_cost: str = "region",
     budget: int | None = None,
     threads: int | None = None,
-    config=None,
-    **attrs: Any,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
 
@@ -656,10 +696,18 @@ def annotate(
             if (sieve and freeze_sieve and prev_targets_h5)
             else None
         )
-        wa = stack.enter_context(ArtifactWriter(answers_h5, SCHEMA_ANSWERS, config=config, round=round, **attrs))
-        wt = stack.enter_context(
-            ArtifactWriter(targets_h5, SCHEMA_TARGETS, config=config, round=round, sieve=sieve, **attrs)
-        )
+        settings = {
+            "sieve": sieve,
+            "min_pixels": min_pixels,
+            "sieve_method": sieve_method,
+            "disagree_threshold": disagree_threshold,
+            "freeze_sieve": freeze_sieve,
+            "click_cost": click_cost,
+            "budget": budget,
+        }
+        provenance = {"experiment": experiment, "seed": seed, "round": round}
+        wa = stack.enter_context(ArtifactWriter(answers_h5, SCHEMA_ANSWERS, config=settings, **provenance))
+        wt = stack.enter_context(ArtifactWriter(targets_h5, SCHEMA_TARGETS, config=settings, sieve=sieve, **provenance))
         # One pass over the pool in pool order: the calling thread reads and writes, worker threads answer one
         # image each (its selected regions, answer map, targets, counts), so memory holds a few images at most.
         # Rows are numbered in pool order, then selection order within an image, whatever the number of threads.
@@ -758,6 +806,8 @@ def annotate(
     this_round = answers[answers["round"] == round]
     lb, cb, la, ca = before[0].sum(), before[1].sum(), after[0].sum(), after[1].sum()
     stats = {
+        "experiment": experiment,
+        "seed": seed,
         "round": round,
         "clicks_round": int(this_round["clicks"].sum()),
         "clicks_estimated_round": estimated,

@@ -15,12 +15,11 @@ rule acquire:
     params:
         strategy=lambda w: experiment(w.experiment)["acquisition"],
         budget=budget,
-        seed=lambda w: int(w.seed),
-        round=lambda w: int(w.round),
         exclude_labeled=config["al"]["exclude_labeled"],
         size_exponent=config["al"]["size_exponent"],
         click_cost=config["al"]["click_cost"],
         max_per_image=config["al"]["max_per_image"],
         max_per_class=config["al"]["max_per_class"],
+        provenance=provenance,
     script:
         "../scripts/acquire.py"

@@ -24,6 +24,6 @@ rule annotate:
         sieving=sieve_settings,
         click_cost=config["al"]["click_cost"],
         budget=budget,
-        attrs=artifact_attrs,
+        provenance=provenance,
     script:
         "../scripts/annotate.py"

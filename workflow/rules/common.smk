@@ -193,7 +193,8 @@ def intermediate(path):
     return path if config["infer"]["keep"] else temp(path)
 
 
-def artifact_attrs(w):
+def provenance(w):
+    """What every round rule passes to its stage, which records it in what it writes."""
     return {"experiment": w.experiment, "seed": int(w.seed), "round": int(w.round)}
 
 

@@ -14,5 +14,6 @@ rule merge_superpixels:
     params:
         merge=config["merge"],
         statistics=merge_statistics,
+        provenance=provenance,
     script:
         "../scripts/merge_superpixels.py"

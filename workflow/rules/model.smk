@@ -36,7 +36,7 @@ rule train:
         model=config["model"]["name"],
         weights=config["model"]["weights"],
         train=result_settings("train", "checkpoint_every"),
-        seed=lambda w: int(w.seed),
+        provenance=provenance,
     script:
         "../scripts/train.py"
 
@@ -54,6 +54,8 @@ rule evaluate:
     conda:
         CONDA_ENV
     threads: 1
+    params:
+        provenance=provenance,
     script:
         "../scripts/evaluate.py"
 
@@ -74,5 +76,6 @@ rule infer:
     params:
         stride=config["infer"]["stride"],
         shards=len(SHARDS),
+        provenance=provenance,
     script:
         "../scripts/infer.py"

@@ -1,6 +1,6 @@
 from adaspx.pipeline import acquire, log_to
 
-i = snakemake.input
+i, p = snakemake.input, snakemake.params
 with log_to(snakemake.log[0]):
     acquire(
         i.manifest,
@@ -8,5 +8,12 @@ with log_to(snakemake.log[0]):
         list(i.probs),
         i.answers or None,
         snakemake.output.selection,
-        **dict(snakemake.params.items()),
+        strategy=p.strategy,
+        budget=p.budget,
+        exclude_labeled=p.exclude_labeled,
+        size_exponent=p.size_exponent,
+        click_cost=p.click_cost,
+        max_per_image=p.max_per_image,
+        max_per_class=p.max_per_class,
+        **p.provenance,
     )

@@ -1,9 +1,7 @@
 from adaspx.pipeline import annotate, log_to
 
 i, o = snakemake.input, snakemake.output
-params = dict(snakemake.params.items())
-attrs = params.pop("attrs")
-params.update(params.pop("sieving"))
+p = snakemake.params
 with log_to(snakemake.log[0]):
     annotate(
         i.manifest,
@@ -19,7 +17,8 @@ with log_to(snakemake.log[0]):
         stats_json=o.stats,
         prev_targets_h5=i.prev_targets or None,
         threads=snakemake.threads,
-        config=params,
-        **params,
-        **attrs,
+        click_cost=p.click_cost,
+        budget=p.budget,
+        **p.sieving,
+        **p.provenance,
     )

@@ -1,6 +1,5 @@
 from adaspx.pipeline import log_to, merge_superpixels
 
-w = snakemake.wildcards
 with log_to(snakemake.log[0]):
     merge_superpixels(
         snakemake.input.base,
@@ -10,8 +9,5 @@ with log_to(snakemake.log[0]):
         max_visited=snakemake.params.merge["max_visited"],
         threads=snakemake.threads,
         **snakemake.params.statistics,
-        config=snakemake.params.merge,
-        experiment=w.experiment,
-        seed=int(w.seed),
-        round=int(w.round),
+        **snakemake.params.provenance,
     )

@@ -7,7 +7,7 @@ with log_to(snakemake.log[0]):
         snakemake.output.model,
         model=snakemake.params.model,
         params={**snakemake.params.train, "checkpoint_every": snakemake.config["train"]["checkpoint_every"]},
-        seed=snakemake.params.seed,
+        **snakemake.params.provenance,
         threads=snakemake.threads,
         weights=snakemake.params.weights,
         previous_model=snakemake.input.previous_model or None,
