@@ -11,9 +11,9 @@ thread count give bit-identical weights.
 Loss on sparse labels: every model of :mod:`adaspx.models` predicts logits at a reduced resolution and upsamples
 them bilinearly. When few pixels are labeled, the loss samples the low-resolution logits bilinearly at the
 labeled pixels only (``grid_sample`` at the pixel centres, which is the same interpolation as
-``F.interpolate(..., align_corners=False)``), instead of upsampling the whole logit map: the same loss, and for
-the ``small`` model on 96x128 images about a third less time per iteration at a few percent of labeled pixels.
-Above ~70% labeled pixels the full upsampling is cheaper and is used instead.
+``F.interpolate(..., align_corners=False)``), instead of upsampling the whole logit map: the same loss, computed
+on the labeled pixels only. Above 70% labeled pixels in a batch the full upsampling is cheaper and is used instead.
+Timings: benchmarks/README.md, "Training".
 
 Resumable training: with a ``checkpoint`` path, :func:`train_model` saves its complete state (weights, optimizer
 momentum, iteration, the batch sampler's generator, the global torch RNG used by dropout, the pending image
