@@ -32,8 +32,8 @@ torch DataLoader whose worker processes read, decode, crop, flip and pad the ima
 thread of the job beyond the first). Every random number (image order, crop offsets, flips) is drawn in the main
 process, from target shapes recorded when the targets are validated, and handed to the workers as sample keys:
 the batches, and so the trained weights, are the same for lists and lazy inputs and for any number of workers.
-Nothing is cached beyond the batches the loader prepares ahead (two per worker); the operating system's page
-cache keeps a small dataset's files.
+Besides the batches the loader prepares ahead (two per worker), each process keeps up to ``cache_bytes`` of
+decoded pairs (least recently used out first), so a small pool is decoded once and a large one streams.
 """
 
 from __future__ import annotations
