@@ -295,7 +295,11 @@ def test_resume_after_crash_is_bit_identical(toy, tmp_path, name):
     with pytest.raises(Crash):
         train_model(images, targets, **kw, checkpoint=ckpt, checkpoint_every=2, on_iteration=crash_after(5))
     assert ckpt.is_file()
-    assert torch.load(ckpt, weights_only=True)["iteration"] == 4
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["iteration"] == 4
+    # the layout of adaspx.train_state/1: files written before keep resuming
+    layout = "format fingerprint iteration model optimizer generator torch_rng cuda_rng order seen skipped loss_avg"
+    assert list(saved) == layout.split()
     done = []
     resumed = train_model(images, targets, **kw, checkpoint=ckpt, checkpoint_every=2, on_iteration=done.append)
     assert done == [5, 6, 7]  # iterations 1-4 came from the checkpoint
