@@ -149,13 +149,23 @@ def test_torchvision_weights_only_from_cache(tmp_path, monkeypatch):
 def test_weights_from_checkpoint_path(tmp_path):
     torch.manual_seed(0)
     source = build_model("small", 4)
+    with torch.no_grad():  # no tensor of the checkpoint keeps an initial value (BatchNorm's ones and zeros included)
+        for value in source.state_dict().values():
+            value.add_(torch.rand_like(value) + 1 if value.is_floating_point() else 1)
     save_checkpoint(tmp_path / "m.pt", source, model_name="small", num_classes=4, meta={})
     torch.manual_seed(1)
-    model = build_model("small", 3, weights=tmp_path / "m.pt")  # another class count: classifiers stay random
-    own, src = model.state_dict(), source.state_dict()
-    assert torch.equal(own["stem.0.weight"], src["stem.0.weight"])
-    assert not torch.equal(own["classifier.bias"][:0], src["classifier.bias"][:1])
-    assert own["classifier.weight"].shape[0] == 3
+    fresh = build_model("small", 3)
+    torch.manual_seed(1)
+    model = build_model("small", 3, weights=tmp_path / "m.pt")  # another class count
+    own, src, init = model.state_dict(), source.state_dict(), fresh.state_dict()
+    classifiers = {"classifier.weight", "classifier.bias", "skip_classifier.weight", "skip_classifier.bias"}
+    assert classifiers < own.keys()
+    for name, value in own.items():
+        if name in classifiers:  # 3 rows here, 4 in the checkpoint: not loaded, as initialized without weights
+            assert value.shape[0] == 3 and src[name].shape[0] == 4
+            assert torch.equal(value, init[name]), name
+        else:  # stem, stages, image context: loaded
+            assert torch.equal(value, src[name]), name
     with pytest.raises(ValueError, match="holds a 'small' model"):
         build_model("lraspp_mobilenet_v3_large", 3, weights=tmp_path / "m.pt")
 
@@ -285,7 +295,11 @@ def test_resume_after_crash_is_bit_identical(toy, tmp_path, name):
     with pytest.raises(Crash):
         train_model(images, targets, **kw, checkpoint=ckpt, checkpoint_every=2, on_iteration=crash_after(5))
     assert ckpt.is_file()
-    assert torch.load(ckpt, weights_only=True)["iteration"] == 4
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["iteration"] == 4
+    # the layout of adaspx.train_state/1: files written before keep resuming
+    layout = "format fingerprint iteration model optimizer generator torch_rng cuda_rng order seen skipped loss_avg"
+    assert list(saved) == layout.split()
     done = []
     resumed = train_model(images, targets, **kw, checkpoint=ckpt, checkpoint_every=2, on_iteration=done.append)
     assert done == [5, 6, 7]  # iterations 1-4 came from the checkpoint

@@ -81,12 +81,10 @@ class SmallSegNet(SegmentationModel):
       bilinearly to stride 2 and added to a 1x1 convolution a -> C of the skip feature; ``forward`` upsamples
       the sum bilinearly to the input size.
 
-    With 8 classes: 58k parameters, 13 MMAC per 96x128 image. Training at batch 8 on 96x128 images with one CPU
-    thread runs at ~470-600 images/s (300 iterations in 4-5 s; sparser labels are faster, see
-    :mod:`adaspx.training`). On the synthetic street scenes, wider or deeper variants (up to 115k parameters,
-    stride-2 feature fusion, a second stem convolution) reached the same validation mIoU within noise after 300
-    iterations, so the default is the fastest of them; the learning rate matters more (0.1 beats 0.01 by ~0.04
-    mIoU there).
+    With 8 classes: 58k parameters, 13 MMAC per 96x128 image. The default widths and depth are the fastest of
+    the variants tried on the synthetic street scenes: wider or deeper ones reached the same validation mIoU, and
+    the learning rate mattered more than the architecture. Speed and the comparison: benchmarks/README.md,
+    "Training".
     """
 
     def __init__(

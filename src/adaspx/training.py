@@ -11,9 +11,9 @@ thread count give bit-identical weights.
 Loss on sparse labels: every model of :mod:`adaspx.models` predicts logits at a reduced resolution and upsamples
 them bilinearly. When few pixels are labeled, the loss samples the low-resolution logits bilinearly at the
 labeled pixels only (``grid_sample`` at the pixel centres, which is the same interpolation as
-``F.interpolate(..., align_corners=False)``), instead of upsampling the whole logit map: the same loss, and for
-the ``small`` model on 96x128 images about a third less time per iteration at a few percent of labeled pixels.
-Above ~70% labeled pixels the full upsampling is cheaper and is used instead.
+``F.interpolate(..., align_corners=False)``), instead of upsampling the whole logit map: the same loss, computed
+on the labeled pixels only. Above 70% labeled pixels in a batch the full upsampling is cheaper and is used instead.
+Timings: benchmarks/README.md, "Training".
 
 Resumable training: with a ``checkpoint`` path, :func:`train_model` saves its complete state (weights, optimizer
 momentum, iteration, the batch sampler's generator, the global torch RNG used by dropout, the pending image
@@ -32,8 +32,8 @@ torch DataLoader whose worker processes read, decode, crop, flip and pad the ima
 thread of the job beyond the first). Every random number (image order, crop offsets, flips) is drawn in the main
 process, from target shapes recorded when the targets are validated, and handed to the workers as sample keys:
 the batches, and so the trained weights, are the same for lists and lazy inputs and for any number of workers.
-Nothing is cached beyond the batches the loader prepares ahead (two per worker); the operating system's page
-cache keeps a small dataset's files.
+Besides the batches the loader prepares ahead (two per worker), each process keeps up to ``cache_bytes`` of
+decoded pairs (least recently used out first), so a small pool is decoded once and a large one streams.
 """
 
 from __future__ import annotations
@@ -49,9 +49,9 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -336,13 +336,21 @@ def _draw_keys(
     return keys
 
 
+class _StreamPosition(NamedTuple):
+    """Where the batch draws stand: the state of the sampler's generator and the rest of the current pass over
+    the images. A run that starts drawing from it draws the same batches as the run that saved it."""
+
+    generator: torch.Tensor
+    order: list[int]
+
+
 class _BatchPlan:
     """The DataLoader's batch sampler: yields ``batches`` lists of sample keys, drawn from ``gen`` in this
     process, continuing the pass ``order`` (both are advanced in place; iterate once).
 
     The DataLoader pulls batches ahead of the training loop, so ``gen`` and ``order`` run ahead of the batches
-    trained on. After drawing each batch the plan queues their state; the training loop takes one entry per
-    batch it consumes (:meth:`consumed`): the state a checkpoint must hold so that a resumed run draws the
+    trained on. After drawing each batch the plan queues the position it left; the training loop takes one entry
+    per batch it consumes (:meth:`consumed`): the position a checkpoint must hold so that a resumed run draws the
     batch that follows the last one trained on.
     """
 
@@ -360,7 +368,7 @@ class _BatchPlan:
         self.usable, self.shapes, self.batch_size = usable, shapes, batch_size
         self.crop, self.hflip, self.gen = crop, hflip, gen
         self.order, self.batches = order, batches
-        self.drawn: deque[tuple[torch.Tensor, list[int]]] = deque()
+        self.drawn: deque[_StreamPosition] = deque()
 
     def __len__(self) -> int:
         return self.batches
@@ -369,11 +377,11 @@ class _BatchPlan:
         for _ in range(self.batches):
             indices = _next_indices(self.order, self.usable, self.batch_size, self.gen)
             keys = _draw_keys(indices, self.shapes, self.crop, self.hflip, self.gen)
-            self.drawn.append((self.gen.get_state(), list(self.order)))
+            self.drawn.append(_StreamPosition(self.gen.get_state(), list(self.order)))
             yield keys
 
-    def consumed(self) -> tuple[torch.Tensor, list[int]]:
-        """Generator state and pass order right after drawing the oldest batch not yet consumed."""
+    def consumed(self) -> _StreamPosition:
+        """The position right after drawing the oldest batch not yet consumed."""
         return self.drawn.popleft()
 
 
@@ -486,6 +494,42 @@ def _iterate(loader: DataLoader) -> Iterator[Iterator]:
         shutdown = getattr(batches, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+
+
+_Batch = tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]  # images, targets, sample sizes (see _Collate)
+
+
+@dataclass(frozen=True)
+class _BatchStream:
+    """The batches of a training: a :class:`_BatchPlan` draws them in this process, a DataLoader over
+    ``samples`` reads them (``workers`` processes; pinned memory for a CUDA device)."""
+
+    samples: _Samples
+    inputs: _Inputs
+    batch_size: int
+    hflip: bool
+    workers: int
+    pin_memory: bool
+
+    @contextmanager
+    def open(self, start: _StreamPosition, count: int) -> Iterator[Iterator[tuple[_Batch, _StreamPosition]]]:
+        """The ``count`` batches drawn from position ``start``, each with the position right after it (what a
+        checkpoint taken after that batch holds, however far the loader has read ahead). The loader's workers
+        are stopped on leaving the block."""
+        gen = torch.Generator()
+        gen.set_state(start.generator)
+        plan = _BatchPlan(
+            self.inputs.usable,
+            self.inputs.shapes,
+            self.batch_size,
+            self.samples.crop,
+            self.hflip,
+            gen,
+            list(start.order),
+            count,
+        )
+        with _iterate(_loader(self.samples, plan, self.workers, self.pin_memory)) as loaded:
+            yield ((batch, plan.consumed()) for batch in loaded)
 
 
 class _Normalizer:
@@ -637,6 +681,7 @@ def train_model(
     samples = _Samples(images, targets, config.crop_hw(), cache_bytes)
     dev = default_device(device)
     cpu = dev.type == "cpu"
+    stream = _BatchStream(samples, inputs, config.batch_size, config.hflip, workers, pin_memory=dev.type == "cuda")
 
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -650,8 +695,8 @@ def train_model(
         with torch.random.fork_rng(devices=rng_devices):
             torch.manual_seed(seed)
             model = build_model(config.model, num_classes, weights=weights).to(dev)
-            gen = torch.Generator().manual_seed(seed)
-            _fit(model, samples, inputs, workers, config, gen, dev, progress, resume, on_iteration)
+            state = _TrainState.start(model, config, dev, seed)
+            _fit(state, stream, config, resume, progress=progress, on_iteration=on_iteration)
     finally:
         _close_files(images, targets)
         torch.set_num_threads(prev_threads)
@@ -681,6 +726,11 @@ class _Resume:
     path: Path | None
     every: int
     fingerprint: str
+
+    def due(self, done: int, total: int) -> bool:
+        """Whether to save the state after ``done`` of ``total`` iterations (never after the last one: the file
+        is deleted then)."""
+        return self.path is not None and bool(self.every) and done % self.every == 0 and done < total
 
     def load(self) -> dict | None:
         """The saved state of this run, or None (no file, or the state of another run: logged)."""
@@ -719,137 +769,214 @@ def _atomic_save(payload: Any, path: Path) -> None:
         raise
 
 
+@dataclass
+class _TrainState:
+    """Everything a resumed training needs: the model, the optimizer (momentum buffers, learning rate), the
+    number of completed iterations, the position of the batch draws after the last batch trained on
+    (``generator``, ``order``), the global torch RNG (dropout draws from it; CUDA's too on a CUDA device) and the
+    loop's statistics (images seen, batches skipped, running loss). :meth:`state_dict` and
+    :meth:`load_state_dict` save and restore it in the layout of the training-state files."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    device: torch.device
+    generator: torch.Tensor
+    order: list[int] = field(default_factory=list)
+    iteration: int = 0
+    seen: int = 0
+    skipped: int = 0
+    loss_avg: float = math.nan
+
+    @classmethod
+    def start(cls, model: nn.Module, config: TrainConfig, device: torch.device, seed: int) -> _TrainState:
+        """The state before the first iteration: ``model`` in training mode, SGD over its parameters, the batch
+        draws seeded with ``seed``."""
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+        return cls(model.train(), optimizer, device, torch.Generator().manual_seed(seed).get_state())
+
+    @property
+    def position(self) -> _StreamPosition:
+        return _StreamPosition(self.generator, self.order)
+
+    def advance(self, position: _StreamPosition, images: int, loss: float | None) -> None:
+        """Count an iteration over a batch of ``images`` that left the draws at ``position``; ``loss`` is None
+        for a batch skipped for want of labels."""
+        self.iteration += 1
+        self.generator, self.order = position
+        self.seen += images
+        if loss is None:
+            self.skipped += 1
+        else:
+            self.loss_avg = loss if math.isnan(self.loss_avg) else 0.9 * self.loss_avg + 0.1 * loss
+
+    def _items(self) -> dict[str, tuple[Callable[[], Any], Callable[[Any], None]]]:
+        """Every saved item under its key in the file, as (read it now, restore it): the one list that both
+        :meth:`state_dict` and :meth:`load_state_dict` follow."""
+
+        def attribute(name: str, convert: Callable[[Any], Any] = lambda value: value):
+            return lambda: getattr(self, name), lambda value: setattr(self, name, convert(value))
+
+        return {
+            "iteration": attribute("iteration"),
+            "model": (self.model.state_dict, self.model.load_state_dict),
+            "optimizer": (self.optimizer.state_dict, self.optimizer.load_state_dict),
+            "generator": attribute("generator"),
+            "torch_rng": (torch.get_rng_state, torch.set_rng_state),
+            "cuda_rng": (self._cuda_rng_state, self._set_cuda_rng_state),
+            "order": attribute("order", list),
+            "seen": attribute("seen"),
+            "skipped": attribute("skipped"),
+            "loss_avg": attribute("loss_avg"),
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        return {key: read() for key, (read, _) in self._items().items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for key, (_, restore) in self._items().items():
+            restore(state[key])
+
+    def _cuda_rng_state(self) -> torch.Tensor | None:
+        return torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+
+    def _set_cuda_rng_state(self, value: torch.Tensor | None) -> None:
+        if self.device.type == "cuda" and value is not None:
+            torch.cuda.set_rng_state(value, self.device)
+
+
+class _Step:
+    """One optimisation step on ``device``: normalize the batch, cross-entropy over its labeled pixels (the point
+    loss on CPU, bf16 autocast on CUDA where supported), backward, optimizer step. On CUDA it turns cuDNN
+    autotuning on."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.point_loss = device.type == "cpu"
+        self.normalize = _Normalizer(device)
+        self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: _Batch) -> float:
+        """The loss of ``batch`` before the update."""
+        xb, tb, sizes = batch
+        x = self.normalize(xb)
+        _zero_padding(x, sizes)
+        target = tb.to(self.device, non_blocking=True).long()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            loss = _loss(model, x, target, self.criterion, point_loss=self.point_loss)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return float(loss.detach())
+
+
+def _has_labels(batch: _Batch) -> bool:
+    """Whether ``batch`` has a labeled pixel (with crops it may have none: nothing to learn from it)."""
+    return bool((batch[1] != IGNORE_INDEX).any())
+
+
+def _set_poly_lr(optimizer: torch.optim.Optimizer, config: TrainConfig, iteration: int) -> None:
+    """Set the learning rate of ``iteration`` (0-based): ``lr * (1 - iteration / iterations) ** lr_power``."""
+    for group in optimizer.param_groups:
+        group["lr"] = config.lr * (1 - iteration / config.iterations) ** config.lr_power
+
+
+def _check_finite(loss: float, iteration: int, lr: float) -> None:
+    """Raise RuntimeError when the loss of ``iteration`` is not finite (training diverged)."""
+    if not math.isfinite(loss):
+        raise RuntimeError(
+            f"training diverged: loss {loss} at iteration {iteration}; try a lower learning rate (lr={lr})"
+        )
+
+
+class _Progress:
+    """A training's tqdm bar on stderr (running loss and images/s; shown when ``enabled``) and its closing log
+    line. A context manager: leaving it closes the bar."""
+
+    def __init__(self, state: _TrainState, total: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = tqdm(
+            total=total,
+            initial=state.iteration,
+            desc="train",
+            unit="it",
+            file=sys.stderr,
+            disable=not enabled,
+            mininterval=0.5,
+        )
+        self.start, self.seen_before = time.perf_counter(), state.seen
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+    def _images_per_s(self, state: _TrainState) -> float:
+        return (state.seen - self.seen_before) / max(time.perf_counter() - self.start, 1e-9)
+
+    def update(self, state: _TrainState, trained: bool) -> None:
+        """One more iteration; ``trained``: it made a step (the loss shown is updated)."""
+        self.bar.update(1)
+        if trained and self.enabled:
+            self.bar.set_postfix(loss=f"{state.loss_avg:.3f}", img_s=f"{self._images_per_s(state):.0f}", refresh=False)
+
+    def report(self, state: _TrainState) -> None:
+        """Log the time, rate and final loss of the training."""
+        log.info(
+            "trained in %.1f s: %.0f images/s, final loss %.4f%s",
+            time.perf_counter() - self.start,
+            self._images_per_s(state),
+            state.loss_avg,
+            f", {state.skipped} batches without labels skipped" if state.skipped else "",
+        )
+
+
 def _fit(
-    model: nn.Module,
-    samples: _Samples,
-    inputs: _Inputs,
-    workers: int,
+    state: _TrainState,
+    stream: _BatchStream,
     config: TrainConfig,
-    gen: torch.Generator,
-    dev: torch.device,
-    progress: bool,
     resume: _Resume,
+    *,
+    progress: bool,
     on_iteration: Callable[[int], None] | None,
 ) -> None:
-    """The training loop: SGD on the batches of a DataLoader over ``samples``, drawn from ``gen`` by a
-    :class:`_BatchPlan` (continuing a saved state of ``resume`` if there is one), saving states as it goes."""
-    cpu = dev.type == "cpu"
-    cuda = dev.type == "cuda"
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    if cuda:
-        torch.backends.cudnn.benchmark = True
-    normalize = _Normalizer(dev)
-    criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
-    model.train()
-    order: list[int] = []
-    seen, skipped, loss_avg, first = 0, 0, math.nan, 0
-    state = resume.load()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        if cuda and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"], dev)
-        order, seen, skipped, loss_avg = list(state["order"]), state["seen"], state["skipped"], state["loss_avg"]
-        first = state["iteration"]
-        log.info("resuming from %s at iteration %d of %d", resume.path, first, config.iterations)
+    """The training loop: continue ``state`` (or the state ``resume`` saved, if there is one) up to
+    ``config.iterations``, one step per batch of ``stream``, saving the state when ``resume`` asks for it."""
+    step = _Step(state.device)
+    saved = resume.load()
+    if saved is not None:
+        state.load_state_dict(saved)
+        log.info("resuming from %s at iteration %d of %d", resume.path, state.iteration, config.iterations)
     log.info(
         "training %s: %d images with labels (%d labeled pixels), %d iterations of %d on %s%s",
         config.model,
-        len(inputs.usable),
-        inputs.labeled,
+        len(stream.inputs.usable),
+        stream.inputs.labeled,
         config.iterations,
         config.batch_size,
-        dev,
-        " (bf16)" if bf16 else "",
+        state.device,
+        " (bf16)" if step.bf16 else "",
     )
-    bar = tqdm(
-        total=config.iterations,
-        initial=first,
-        desc="train",
-        unit="it",
-        file=sys.stderr,
-        disable=not progress,
-        mininterval=0.5,
-    )
-    start, seen_before = time.perf_counter(), seen
-    plan = _BatchPlan(
-        inputs.usable,
-        inputs.shapes,
-        config.batch_size,
-        samples.crop,
-        config.hflip,
-        gen,
-        order,
-        config.iterations - first,
-    )
-    loader = _loader(samples, plan, workers, pin_memory=cuda)
-
-    def end_of_iteration(it: int, drawn: tuple[torch.Tensor, list[int]]) -> None:
-        done = it + 1
-        if resume.path is not None and resume.every and done % resume.every == 0 and done < config.iterations:
-            resume.save(
-                {
-                    "iteration": done,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": drawn[0],
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(dev) if cuda else None,
-                    "order": drawn[1],
-                    "seen": seen,
-                    "skipped": skipped,
-                    "loss_avg": loss_avg,
-                }
-            )
-        if on_iteration is not None:
-            on_iteration(done)
-
-    with bar, _iterate(loader) as batches:
-        for it, (xb, tb, sizes) in enumerate(batches, start=first):
-            drawn = plan.consumed()  # the random state after this batch, however far the loader has read ahead
-            seen += len(sizes)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * (1 - it / config.iterations) ** config.lr_power
-            if not (tb != IGNORE_INDEX).any():  # possible with crops: nothing to learn from this batch
-                skipped += 1
-                bar.update(1)
-                end_of_iteration(it, drawn)
-                continue
-            x = normalize(xb)
-            _zero_padding(x, sizes)
-            target = tb.to(dev, non_blocking=True).long()
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = _loss(model, x, target, criterion, point_loss=cpu)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise RuntimeError(
-                    f"training diverged: loss {value} at iteration {it}; try a lower learning rate (lr={config.lr})"
-                )
-            loss_avg = value if math.isnan(loss_avg) else 0.9 * loss_avg + 0.1 * value
-            bar.update(1)
-            if progress:
-                bar.set_postfix(
-                    loss=f"{loss_avg:.3f}",
-                    img_s=f"{(seen - seen_before) / (time.perf_counter() - start):.0f}",
-                    refresh=False,
-                )
-            end_of_iteration(it, drawn)
-    elapsed = time.perf_counter() - start
-    log.info(
-        "trained in %.1f s: %.0f images/s, final loss %.4f%s",
-        elapsed,
-        (seen - seen_before) / max(elapsed, 1e-9),
-        loss_avg,
-        f", {skipped} batches without labels skipped" if skipped else "",
-    )
+    remaining = config.iterations - state.iteration
+    with _Progress(state, config.iterations, progress) as bar, stream.open(state.position, remaining) as batches:
+        for batch, position in batches:
+            _set_poly_lr(state.optimizer, config, state.iteration)
+            loss = None
+            if _has_labels(batch):
+                loss = step(state.model, state.optimizer, batch)
+                _check_finite(loss, state.iteration, config.lr)
+            state.advance(position, len(batch[2]), loss)
+            bar.update(state, trained=loss is not None)
+            if resume.due(state.iteration, config.iterations):
+                resume.save(state.state_dict())
+            if on_iteration is not None:
+                on_iteration(state.iteration)
+    bar.report(state)
 
 
 # --------------------------------------------------------------------------------------------- inference
