@@ -6,8 +6,8 @@ noise at 1/128 resolution, times 8, bilinearly upsampled, so neighbouring region
 
 Reports, in one run: region_stats, adaptive_merge (all phases, and each phase alone), merge_many, one np.sum over
 the same probability array, their ratios; the extra peak memory of each call (fresh subprocesses, peak RSS from
-VmHWM, and tracemalloc); and the same input through the in-module NumPy fallback and through the readable reference
-(tests/merge_reference.py) with the kernel speed-up. Usage::
+VmHWM, and tracemalloc); and the same input through the readable NumPy reference (tests/merge_reference.py) with
+the kernel speed-up. Usage::
 
     python benchmarks/bench_merge.py [--repeats 7] [--skip-reference]
 """
@@ -191,18 +191,6 @@ def main() -> None:
             f"   ({max(m['rss_extra_mb'], m['traced_peak_mb']) / size:.2f} x probs, target <= 1)"
         )
 
-    # same input through the NumPy paths
-    saved = merge._kernel
-    merge._kernel = None
-    try:
-        t_np = best_of(lambda: merge.adaptive_merge(labels, probs, EPS), 1)
-        same = np.array_equal(merge.adaptive_merge(labels, probs, EPS), merged)
-    finally:
-        merge._kernel = saved
-    print(
-        f"NumPy fallback (in merge.py)    {t_np * 1e3:8.1f} ms   kernel speed-up {t_np / t_merge:6.1f} x"
-        f"   same map: {same}"
-    )
     if not args.skip_reference:
         sys.path.insert(0, str(ROOT / "tests"))
         from merge_reference import reference_merge

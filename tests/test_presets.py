@@ -7,9 +7,46 @@ import numpy as np
 import pytest
 import yaml
 from test_datasets import make_cityscapes, make_voc
+from test_workflow import planned_rules
 from workflow_helpers import run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def expected_jobs(config: dict) -> dict[str, int]:
+    """The jobs a fresh run of ``config`` plans, counted from the config alone.
+
+    Every seed has one warm-up round (round 0, shared by the experiments) and every experiment rounds 1..R of it,
+    each round acquiring, annotating, training and evaluating once. The probabilities of a round (one inference
+    per pool shard) are needed only by the next round: to merge adaptive regions, to score base or oracle regions
+    with a model-based acquisition, or to sieve; so the last round infers nothing. Adaptive regions of a round are
+    merged per shard from that round's probabilities; round 0's once per seed, shared by the adaptive experiments.
+    """
+    seeds, rounds, shards = len(config["al"]["seeds"]), config["al"]["rounds"], config["pool"]["shards"]
+    experiments = config["experiments"]
+    adaptive = [e for e in experiments if e["regions"] == "adaptive"]
+
+    def needs_probs(e):
+        model_scored = e["acquisition"] != "random" and e["regions"] != "adaptive"
+        return model_scored or e["regions"] == "adaptive" or e.get("sieve", False)
+
+    rounds_run = seeds * (1 + len(experiments) * rounds)
+    inferring = seeds * (any(needs_probs(e) for e in experiments) + sum(map(needs_probs, experiments)) * (rounds - 1))
+    merging = seeds * (1 + len(adaptive) * (rounds - 1)) if adaptive else 0
+    jobs = {
+        "prepare_dataset": 1,
+        "base_superpixels": shards,
+        "oracle_superpixels": shards if any(e["regions"] == "oracle" for e in experiments) else 0,
+        "acquire": rounds_run,
+        "annotate": rounds_run,
+        "train": rounds_run,
+        "evaluate": rounds_run,
+        "infer": inferring * shards,
+        "merge_superpixels": merging * shards,
+        "summarize": 1,
+        "all": 1,
+    }
+    return {rule: n for rule, n in jobs.items() if n}
 
 
 @pytest.mark.parametrize(
@@ -28,7 +65,12 @@ def test_preset_prepares_a_real_layout_changing_only_the_root(tmp_path, preset, 
     config = yaml.safe_load((ROOT / "config" / f"{preset}.yaml").read_text())
     config["dataset"]["root"] = str(data)
     proc = run_snakemake(tmp_path / "run", config, "-n")
-    assert "train" in proc.stdout and "merge_superpixels" in proc.stdout
+    planned = planned_rules(proc.stdout + proc.stderr)
+    expected = expected_jobs(config)
+    assert planned == expected
+    # the presets' 3 seeds x (warm-up + 4 experiments x 5 rounds), 2 of them on adaptive regions
+    assert expected["train"] == 3 * (1 + 4 * 5)
+    assert expected["merge_superpixels"] == 3 * (1 + 2 * 4) * config["pool"]["shards"]
     run_snakemake(tmp_path / "run", None, f"results/{preset}/manifest.json")
     manifest = json.loads((tmp_path / "run" / f"results/{preset}/manifest.json").read_text())
     assert manifest["num_classes"] == {"cityscapes": 19, "voc": 21}[preset]

@@ -31,9 +31,21 @@ def test_summary_and_curves(tiny_run):
     assert list(summary.columns[:6]) == ["experiment", "seed", "round", "clicks", "labeled_pixels", "miou"]
     assert len(summary) == 3 * 3  # 3 experiments x rounds 0..2
     assert summary["miou"].between(0, 1).all()
-    for _, g in summary.groupby("experiment"):
-        assert g.sort_values("round")["clicks"].tolist() == [12, 22, 32]
-        assert g["labeled_pixels"].is_monotonic_increasing or g["experiment"].iloc[0] == "cb_adaptive_sieve"
+    for (name, seed), g in summary.groupby(["experiment", "seed"]):
+        g = g.sort_values("round")
+        assert g["clicks"].tolist() == [12, 22, 32]
+        # each round's annotation stats; round 0 is the shared warm-up
+        folders = [f"warmup/seed{seed}/round0"] + [f"{name}/seed{seed}/round{r}" for r in g["round"].iloc[1:]]
+        stats = [json.loads((tiny_run / R / d / "annotation_stats.json").read_text()) for d in folders]
+        assert g["labeled_pixels"].tolist() == [s["labeled_pixels"] for s in stats]
+        # answers only accumulate, so the pixels labeled before sieving never decrease; sieving (which reconsiders
+        # every answer with each round's model) may drop pixels, so only the count before it is monotonic
+        before = pd.Series([s["labeled_pixels_before_sieve"] for s in stats])
+        assert before.is_monotonic_increasing and before.iloc[-1] > before.iloc[0]
+        if name == "cb_adaptive_sieve":
+            assert (g["labeled_pixels"].iloc[1:].to_numpy() <= before.iloc[1:].to_numpy()).all()
+        else:
+            assert g["labeled_pixels"].tolist() == before.tolist()  # nothing sieved
     # the warm-up (round 0) is shared: same clicks, pixels and model for every experiment
     assert summary[summary["round"] == 0][["labeled_pixels", "miou"]].nunique().max() == 1
     assert summary["correct_pixels_kept"].between(0, 1).all()

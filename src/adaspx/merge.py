@@ -1,6 +1,8 @@
 """Adaptive superpixels: per-region statistics and the seeded Jensen-Shannon merge (Kim et al., ICCV 2023).
 
-Definitions used throughout (they reproduce the official algorithm; see DESIGN.md):
+Definitions used throughout (they reproduce the official algorithm; ``tests/merge_reference.py`` implements them
+in plain NumPy as the readable reference the compiled kernel is tested against, and ``benchmarks/README.md`` explains
+how the kernel computes them fast):
 
 * ``labels`` is an (H, W) integer map of base superpixels. Ids need not be contiguous, may be negative, and one id
   may cover several disconnected pieces (it is still one region).
@@ -28,7 +30,6 @@ not-yet-absorbed region reachable from it through not-yet-absorbed regions w wit
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -36,10 +37,13 @@ import numpy as np
 
 from adaspx.parallel import ordered_map, usable_cores
 
-try:  # compiled kernel (src/adaspx/_merge.pyx); the NumPy path below is only a fallback
+try:  # compiled kernel (src/adaspx/_merge.pyx, src/adaspx/_merge_kernels.h)
     from adaspx import _merge as _kernel
-except ImportError:  # pragma: no cover - exercised only when the extension is not built
-    _kernel = None
+except ImportError as error:  # pragma: no cover - only in a source checkout whose extensions were never built
+    raise ImportError(
+        "adaspx.merge needs the compiled extension adaspx._merge, which is not built: install the package "
+        "(pip install -e . from the repository root), which compiles it"
+    ) from error
 
 SUM_TOLERANCE = 1e-2
 """A probability vector is rejected when ``abs(sum - 1)`` exceeds this."""
@@ -215,117 +219,12 @@ def _raise_bad_pixel(inp: _Inputs, flat_index: int) -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# NumPy fallback (used only when the compiled kernel is unavailable)
-# --------------------------------------------------------------------------------------------------------------
-
-
-def _numpy_raw(inp: _Inputs) -> _Raw:
-    labels, stride = inp.labels, inp.stride
-    H, W = labels.shape
-    hwc = np.moveaxis(inp.probs, 0, -1) if inp.chw else inp.probs
-    h, w, C = hwc.shape
-    flat = hwc.reshape(h * w, C)
-    bad = ~np.all(np.isfinite(flat) & (flat >= 0), axis=1)
-    bad |= np.abs(flat.sum(axis=1, dtype=np.float64) - 1.0) > SUM_TOLERANCE
-    if bad.any():
-        _raise_bad_pixel(inp, int(np.flatnonzero(bad)[0]))
-    ids, inv = np.unique(labels, return_inverse=True)
-    inv = inv.reshape(-1).astype(np.int64)
-    n = ids.shape[0]
-    top2 = np.partition(flat, C - 2, axis=1)[:, C - 2 :].astype(np.float64)
-    ratio = top2[:, 0] / top2[:, 1]
-    amax = np.argmax(flat, axis=1)
-    if stride == 1:
-        pidx = None
-    else:
-        pidx = ((np.arange(H) // stride)[:, None] * w + (np.arange(W) // stride)[None, :]).reshape(-1)
-
-    def gather(a):
-        return a if pidx is None else a[pidx]
-
-    counts = np.bincount(inv, minlength=n).astype(np.int64)
-    ratio_sums = np.bincount(inv, weights=gather(ratio), minlength=n)
-    hist = np.bincount(inv * C + gather(amax), minlength=n * C).reshape(n, C).astype(np.int64)
-    sums = np.empty((n, C), dtype=np.float64)
-    for c in range(C):
-        sums[:, c] = np.bincount(inv, weights=gather(flat[:, c]), minlength=n)
-    index = inv.reshape(H, W).astype(np.int32)
-    return _Raw(ids.astype(np.int64), counts, sums, ratio_sums, hist, index, 0, np.arange(n, dtype=np.int64))
-
-
-def _numpy_adjacency(dense: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR adjacency (indptr, indices) with each neighbour list sorted ascending and without duplicates."""
-    a = np.concatenate([dense[:, :-1].reshape(-1), dense[:-1, :].reshape(-1)]).astype(np.int64)
-    b = np.concatenate([dense[:, 1:].reshape(-1), dense[1:, :].reshape(-1)]).astype(np.int64)
-    diff = a != b
-    a, b = a[diff], b[diff]
-    key = np.unique(np.minimum(a, b) * n + np.maximum(a, b))
-    lo, hi = np.divmod(key, n)
-    src = np.concatenate([lo, hi])
-    dst = np.concatenate([hi, lo])
-    order = np.lexsort((dst, src))
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(src, minlength=n), out=indptr[1:])
-    return indptr, dst[order]
-
-
-def _normalised_means(raw: _Raw) -> np.ndarray:
-    means = raw.sums / raw.counts[:, None]
-    return means / means.sum(axis=1, keepdims=True)
-
-
-def _numpy_js(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """JS distance between normalised vector p (C,) and each row of q (k, C), float64, clamped, never NaN."""
-    from scipy.special import rel_entr
-
-    m = (p[None, :] + q) / 2.0
-    js = rel_entr(p[None, :], m).sum(axis=1) + rel_entr(q, m).sum(axis=1)
-    return np.sqrt(np.maximum(js / 2.0, 0.0))
-
-
-def _numpy_merge_targets(raw: _Raw, eps: float, cap: int) -> np.ndarray:
-    n = raw.ids.shape[0]
-    indptr, indices = _numpy_adjacency(raw.index, n)
-    P = _normalised_means(raw)
-    uncertainty = raw.ratio_sums / raw.counts
-    order = np.lexsort((np.arange(n), -uncertainty))
-    merged = np.zeros(n, dtype=bool)
-    stamp = np.full(n, -1, dtype=np.int64)
-    target = np.arange(n, dtype=np.int64)
-    visited = 0
-    for s in order.tolist():
-        if merged[s]:
-            continue
-        if visited >= cap:
-            break
-        merged[s] = True
-        stamp[s] = s
-        visited += 1
-        queue = deque([s])
-        while queue and visited < cap:
-            r = queue.popleft()
-            nb = indices[indptr[r] : indptr[r + 1]]
-            nb = nb[~merged[nb] & (stamp[nb] != s)]
-            if nb.size == 0:
-                continue
-            stamp[nb] = s
-            ok = nb[_numpy_js(P[s], P[nb]) < eps][: cap - visited]
-            merged[ok] = True
-            target[ok] = s
-            visited += ok.size
-            queue.extend(ok.tolist())
-    return target
-
-
-# --------------------------------------------------------------------------------------------------------------
-# backend dispatch
+# kernel passes
 # --------------------------------------------------------------------------------------------------------------
 
 
 def _compute_raw(inp: _Inputs, threads: int, want_pairs: bool = False) -> _Raw:
-    """Statistics of the base regions: one fused kernel pass over the probabilities (NumPy without the kernel)."""
-    if _kernel is None:
-        return _numpy_raw(inp)
+    """Statistics of the base regions: one fused kernel pass over the probabilities."""
     labels = inp.labels
     lo, hi = _kernel.label_range(labels, threads)
     span = hi - lo + 1
@@ -359,9 +258,7 @@ def _compute_raw(inp: _Inputs, threads: int, want_pairs: bool = False) -> _Raw:
 
 
 def _merge_targets(raw: _Raw, eps: float, cap: int) -> np.ndarray:
-    """Index of the seed region that absorbs each base region (itself when not absorbed)."""
-    if _kernel is None or raw.pairs is None:
-        return _numpy_merge_targets(raw, eps, cap)
+    """Index of the seed region that absorbs each base region (itself when not absorbed); needs ``raw.pairs``."""
     n = raw.ids.shape[0]
     indptr, indices = _kernel.adjacency(raw.pairs, raw.to_dense, n)
     uncertainty = raw.ratio_sums / raw.counts
@@ -372,7 +269,7 @@ def _merge_targets(raw: _Raw, eps: float, cap: int) -> np.ndarray:
 
 def _write_map(inp: _Inputs, raw: _Raw, target: np.ndarray, threads: int) -> np.ndarray:
     dense_lut = raw.ids[target].astype(inp.labels.dtype)
-    if _kernel is None or raw.index is not inp.labels:
+    if raw.index is not inp.labels:  # ids were remapped densely: index the lookup table with the remap
         return dense_lut[raw.index]
     lut = np.zeros(raw.to_dense.shape[0], dtype=inp.labels.dtype)
     lut[raw.to_dense >= 0] = dense_lut
@@ -535,9 +432,14 @@ def _merge_many(pairs, eps, workers, channel_axis, max_visited, with_stats):
 
 def js_distance(p, q) -> float:
     """Jensen-Shannon distance as used by the merge (scipy's definition, float64, clamped, never NaN)."""
+    from scipy.special import rel_entr
+
     p = np.asarray(p, dtype=np.float64)
     q = np.asarray(q, dtype=np.float64)
-    return float(_numpy_js(p / p.sum(), (q / q.sum())[None, :])[0])
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2.0
+    js = rel_entr(p, m).sum() + rel_entr(q, m).sum()
+    return float(np.sqrt(max(js / 2.0, 0.0)))
 
 
 __all__ = [
