@@ -348,7 +348,7 @@ def test_random_acquisition_depends_only_on_seed_and_round(pool, tmp_path):
     # no model enters a random selection: without the probabilities it is the same
     out = tmp_path / "no_probs.csv"
     pipeline.acquire(pool / "manifest.json", [str(pool / "base.h5")], [], None, out, strategy="random", budget=5,
-                     seed=1, round=1)  # fmt: skip
+                     experiment="e", seed=1, round=1)  # fmt: skip
     no_probs = pd.read_csv(out, dtype={"image": str})
     assert list(zip(no_probs["image"], no_probs["region"], strict=True)) == runs[(1, 1)][0]
 

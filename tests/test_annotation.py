@@ -145,7 +145,7 @@ def stage(tmp_path_factory):
     return d, ids
 
 
-def _annotate(d, tmp, selection, round=1, prev=None, probs=None, **kw):
+def _annotate(d, tmp, selection, round=1, prev=None, probs=None, base=None, **kw):
     from adaspx import pipeline
 
     selection.to_csv(tmp / f"sel{round}.csv", index=False)
@@ -153,8 +153,8 @@ def _annotate(d, tmp, selection, round=1, prev=None, probs=None, **kw):
            (("answers_csv", "csv"), ("answers_h5", "h5"), ("targets_h5", "h5"), ("stats_json", "json"))}  # fmt: skip
     prev_csv, prev_h5, prev_t = (None, None, None) if prev is None else prev
     pipeline.annotate(d / "manifest.json", tmp / f"sel{round}.csv", [str(d / "base.h5")], prev_csv, prev_h5,
-                      [str(probs or d / "probs.h5")], [str(d / "base.h5")], experiment="e", seed=0, round=round,
-                      prev_targets_h5=prev_t, **out, **kw)  # fmt: skip
+                      [str(probs or d / "probs.h5")], [str(base or d / "base.h5")], experiment="e", seed=0,
+                      round=round, prev_targets_h5=prev_t, **out, **kw)  # fmt: skip
     return out, json.loads(out["stats_json"].read_text())
 
 
@@ -402,3 +402,76 @@ def test_answer_labels_outside_the_class_table_are_refused_where_read(stage, tmp
     with pytest.raises(ArtifactError, match=r"answers_csv1\.csv: line 2: label 42 is neither a class of the dataset "
                                             r"\(0\.\.7\) nor 255 \(void\)"):  # fmt: skip
         read_answers(csv, out1["answers_h5"], num_classes=8)
+
+
+# ------------------------------------------------------------------------ the default sieve.min_pixels (null)
+
+
+def test_default_min_pixels_is_twice_the_mean_base_superpixel_over_all_shards(tmp_path):
+    # sieve.min_pixels: null = twice the mean size of the base superpixels, over every superpixel of every image
+    # of every shard (the reference's 512 px: twice the ~256 px SEEDS-8192 superpixel of a 1024 x 2048 image)
+    from adaspx.artifacts import SCHEMA_SUPERPIXELS
+    from adaspx.h5io import ArtifactWriter
+    from adaspx.pipeline import _scaled_min_pixels
+
+    a = np.zeros((10, 12), np.uint16)  # 4 quadrants of 30 px
+    a[:5, 6:], a[5:, :6], a[5:, 6:] = 1, 2, 3
+    b = np.repeat(np.array([[0, 0, 0, 1, 1, 1, 2, 2, 2, 2]], np.uint16), 6, axis=0)  # strips of 18, 18, 24 px
+    c = np.zeros((8, 8), np.uint16)
+    c[:, 5:] = 9  # 2 regions (40 and 24 px), ids not from 0
+    with ArtifactWriter(tmp_path / "base0.h5", SCHEMA_SUPERPIXELS, shard=0, shards=2) as w:
+        w.add("labels", "a", a, regions=4)
+        w.add("labels", "b", b, regions=3)
+    with ArtifactWriter(tmp_path / "base1.h5", SCHEMA_SUPERPIXELS, shard=1, shards=2) as w:
+        w.add("labels", "c", c)  # no regions attribute: counted from the map
+    shards = [str(tmp_path / "base0.h5"), str(tmp_path / "base1.h5")]
+    # 244 px in 9 superpixels: mean 27.11 px, twice that 54.2 -> 54
+    assert _scaled_min_pixels(shards) == 54
+    # one shard: 180 px in 7 superpixels -> 51.4 -> 51 (the mean of the per-image means, 25, would give 50)
+    assert _scaled_min_pixels(shards[:1]) == 51
+    # 64 px in 2 superpixels -> exactly 64
+    assert _scaled_min_pixels(shards[1:]) == 64
+
+
+def _sieved_regions(d, out, image_id):
+    """The answered regions of ``image_id`` (base superpixels) of which sieving dropped pixels."""
+    from adaspx.h5io import Artifact
+
+    answers = pd.read_csv(out["answers_csv"], dtype={"image": str})
+    answers = answers[(answers["image"] == image_id) & (answers["label"] != 255)]
+    with Artifact(d / "base.h5") as base, Artifact(out["targets_h5"]) as t:
+        regions, target = base.get("labels", image_id), t.get("labels", image_id)
+    return {
+        r for r, n in zip(answers["region"], answers["pixels"], strict=True) if (target[regions == r] != 255).sum() < n
+    }
+
+
+def test_shipped_default_min_pixels_sieves_with_the_derived_minimum(stage, tmp_path):
+    # annotate with min_pixels None (the schema's default) sieves exactly the answered regions of at least twice
+    # the mean base superpixel: here base superpixels of 4 x 40 = 160 px, so 320 px, between the answered sizes
+    from pathlib import Path
+
+    import yaml
+
+    from adaspx.artifacts import SCHEMA_SUPERPIXELS
+    from adaspx.h5io import ArtifactWriter
+
+    d, ids = stage
+    schema = yaml.safe_load((Path(__file__).parents[1] / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert schema["properties"]["sieve"]["properties"]["min_pixels"]["default"] is None
+    with ArtifactWriter(tmp_path / "fine_base.h5", SCHEMA_SUPERPIXELS) as w:
+        for image_id in ids:
+            w.add("labels", image_id, np.repeat(np.arange(8, dtype=np.uint16), 4)[:, None].repeat(40, axis=1),
+                  regions=8)  # fmt: skip
+    sel = _selection(d, ids, 1, 6)
+    runs = {}
+    for name, min_pixels in (("default", None), ("explicit", 320), ("every", 1)):
+        (tmp_path / name).mkdir()
+        runs[name] = _annotate(d, tmp_path / name, sel, base=tmp_path / "fine_base.h5", sieve=True,
+                               min_pixels=min_pixels, sieve_method="knee_disagree")  # fmt: skip
+    (out, stats), (_, explicit), (out_every, _) = runs["default"], runs["explicit"], runs["every"]
+    assert stats["sieve_min_pixels"] == 320 and stats == explicit
+    sizes = dict(zip(*pd.read_csv(out["answers_csv"])[["region", "pixels"]].to_numpy().T, strict=True))
+    sieved, sieved_every = _sieved_regions(d, out, ids[1]), _sieved_regions(d, out_every, ids[1])
+    assert sieved == {r for r in sieved_every if sizes[r] >= 320}
+    assert sieved and sieved != sieved_every  # regions on both sides of the minimum lose pixels when sieved

@@ -604,3 +604,99 @@ def test_checkpoint_errors(tmp_path):
     with pytest.raises(ValueError, match="unknown model"):
         save_checkpoint(tmp_path / "m.pt", model, model_name="unet", num_classes=2, meta={})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign.pt", "garbage.pt", "wrong.pt"]
+
+
+# ------------------------------------------------------------------------------ train.init in the train stage
+
+
+@pytest.fixture(scope="module")
+def train_stage(tmp_path_factory):
+    """A 3-image synthetic pool, its manifest, fully labeled targets, and two checkpoints of the small model (the
+    previous round's model and a ``model.weights`` file), every tensor (buffers too) away from any fresh init."""
+    from adaspx import pipeline, synthetic
+    from adaspx.datasets import load_manifest, read_label
+
+    d = tmp_path_factory.mktemp("train_stage")
+    synthetic.write_dataset(d / "data", train_size=3, val_size=1, height=32, width=40, seed=0)
+    pipeline.prepare_dataset("folder", d / "data", {"pool": "train", "val": "val"}, d / "manifest.json")
+    manifest = load_manifest(d / "manifest.json")
+    with ArtifactWriter(d / "targets.h5", pipeline.SCHEMA_TARGETS) as w:
+        for image_id in pipeline.pool_ids(manifest):
+            w.add("labels", image_id, read_label(d / "data" / "labels" / f"{image_id}.png"))
+    c = manifest["num_classes"]
+    for name, seed in (("previous", 11), ("weights", 12)):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = build_model("small", c)
+        with torch.no_grad():
+            for v in net.state_dict().values():
+                if v.is_floating_point():
+                    v.add_(torch.rand_like(v) + 0.5)
+        save_checkpoint(d / f"{name}.pt", net, model_name="small", num_classes=c, meta={})
+    return d, c
+
+
+def _state(model_or_path):
+    """A copy of every tensor of a model, or of the model saved at a path."""
+    net = model_or_path if isinstance(model_or_path, torch.nn.Module) else load_checkpoint(model_or_path, "cpu")[0]
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def _same(a, b):
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize(
+    ("init", "previous", "weights", "starts_from"),
+    [
+        ("previous", True, None, "previous"),
+        ("previous", True, "weights", "previous"),  # the previous model wins over model.weights
+        ("previous", False, None, "seed"),  # round 0: no previous model
+        ("previous", False, "weights", "weights"),
+        ("scratch", True, None, "seed"),
+        ("scratch", True, "weights", "weights"),
+    ],
+)
+def test_train_init_chooses_the_starting_weights(train_stage, tmp_path, monkeypatch, init, previous, weights,
+                                                 starts_from):  # fmt: skip
+    # the weights training starts from, caught where the optimisation would begin
+    import adaspx.training
+    from adaspx import pipeline
+
+    d, c = train_stage
+    start = {}
+
+    def no_fit(state, *args, **kwargs):
+        start.update(_state(state.model))
+
+    monkeypatch.setattr(adaspx.training, "_fit", no_fit)
+    params = {"iterations": 1, "batch_size": 1, "checkpoint_every": 0, "init": init}
+    pipeline.train(d / "manifest.json", d / "targets.h5", tmp_path / "model.pt", model="small", params=params,
+                   experiment="e", seed=5, round=1, threads=1, progress=False,
+                   weights=str(d / weights) + ".pt" if weights else None,
+                   previous_model=str(d / "previous.pt") if previous else None)  # fmt: skip
+    with torch.random.fork_rng():
+        torch.manual_seed(5)  # a fresh model from the run's seed (before loading checkpoints draws random numbers)
+        expected = {"seed": _state(build_model("small", c))}
+    expected |= {"previous": _state(d / "previous.pt"), "weights": _state(d / "weights.pt")}
+    assert [k for k, state in expected.items() if _same(start, state)] == [starts_from]
+    assert _same(_state(tmp_path / "model.pt"), start)  # nothing trained: the stage saved its starting model
+    meta = load_checkpoint(tmp_path / "model.pt", device="cpu")[1]["meta"]
+    assert meta["train"]["init"] == init and (meta["experiment"], meta["seed"], meta["round"]) == ("e", 5, 1)
+    assert meta["weights"] == (None if starts_from == "seed" else str(d / starts_from) + ".pt")
+
+
+def test_train_init_previous_fine_tunes_the_previous_model(train_stage, tmp_path):
+    # a real (one step, tiny learning rate) run: the trained parameters stay next to the previous model's
+    from adaspx import pipeline
+
+    d, c = train_stage
+    params = {"iterations": 1, "batch_size": 1, "lr": 1e-9, "checkpoint_every": 0, "init": "previous"}
+    pipeline.train(d / "manifest.json", d / "targets.h5", tmp_path / "model.pt", model="small", params=params,
+                   experiment="e", seed=5, round=1, threads=1, progress=False,
+                   previous_model=str(d / "previous.pt"))  # fmt: skip
+    trained = dict(load_checkpoint(tmp_path / "model.pt", device="cpu")[0].named_parameters())
+    previous = dict(load_checkpoint(d / "previous.pt", device="cpu")[0].named_parameters())
+    assert trained.keys() == previous.keys()
+    for name, p in trained.items():
+        torch.testing.assert_close(p, previous[name], rtol=0, atol=1e-6, msg=name)
