@@ -35,7 +35,11 @@ COUNTERPARTS = {
         for k in ("iterations", "batch_size", "lr", "momentum", "weight_decay", "crop_size", "hflip")
     },
     "train.checkpoint_every": [(training.train_model, "checkpoint_every")],
-    "infer.batch_size": [(pipeline.infer, "batch_size"), (pipeline.evaluate, "batch_size")],
+    "infer.batch_size": [
+        (pipeline.infer, "batch_size"),
+        (pipeline.evaluate, "batch_size"),
+        (training.predict_probs, "batch_size"),
+    ],
     "infer.stride": [(pipeline.infer, "stride"), (training.predict_probs, "stride"), (annotation.sieve_mask, "stride")],
     **{
         f"al.{k}": [(pipeline.acquire, k)]

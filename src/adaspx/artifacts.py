@@ -25,10 +25,13 @@ import numpy as np
 from adaspx import IGNORE_INDEX
 from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact
 
-try:
+try:  # compiled decoding (src/adaspx/_probs.pyx, src/adaspx/_probs_kernels.h)
     from adaspx import _probs as _kernel
-except ImportError:  # pragma: no cover - exercised only when the extension is not built
-    _kernel = None
+except ImportError as error:  # pragma: no cover - only in a source checkout whose extensions were never built
+    raise ImportError(
+        "adaspx.artifacts needs the compiled extension adaspx._probs, which is not built: install the package "
+        "(pip install -e . from the repository root), which compiles it"
+    ) from error
 
 SCHEMA_SUPERPIXELS = "adaspx.superpixels/1"
 SCHEMA_PROBS = "adaspx.probs/1"
@@ -103,7 +106,7 @@ class Probabilities:
     def decode(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         """:meth:`get` of an array from :meth:`read` (thread-safe: no file access)."""
         self._check_shape(image_id, raw, shape)
-        if raw.dtype == np.float16 and _kernel is not None:  # one pass, the bits of the NumPy path below
+        if raw.dtype == np.float16:  # one compiled pass, the bits of the NumPy path below
             out = np.empty(raw.shape, dtype=np.float32)
             self._refuse_non_finite(image_id, _kernel.normalise_half(raw.view(np.uint16), out))
             return out
@@ -117,12 +120,8 @@ class Probabilities:
     def decode_at(self, image_id: str, raw: np.ndarray, shape: tuple[int, int], flat_pixels: np.ndarray) -> np.ndarray:
         """:meth:`at` of an array from :meth:`read` (thread-safe: no file access)."""
         self._check_shape(image_id, raw, shape)
-        if _kernel is not None and raw.dtype == np.float16:
+        if raw.dtype == np.float16:  # the whole array is checked, as decode does
             self._refuse_non_finite(image_id, _kernel.non_finite_pixels(raw.view(np.uint16)))
-        else:
-            bits = raw.view(np.uint16) if raw.dtype == np.float16 else None
-            if bits is not None and ((bits & 0x7C00) == 0x7C00).any():  # a float16 NaN or infinity somewhere
-                self._normalised(image_id, raw.astype(np.float32))  # raises, counting the pixels
         return self._normalised(image_id, lookup(raw, flat_pixels, shape[1], self.stride).astype(np.float32))
 
     def _check_shape(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> None:

@@ -912,7 +912,8 @@ def _scaled_min_pixels(base_paths: Sequence[str]) -> int:
         for name in base.names("labels"):
             ds = base.dataset("labels", name)
             pixels += int(np.prod(ds.shape))
-            regions += int(ds.attrs.get("regions", len(np.unique(ds[()]))))
+            # the map is read only when its count is not recorded (a fallback evaluated eagerly would read them all)
+            regions += int(ds.attrs["regions"]) if "regions" in ds.attrs else len(np.unique(ds[()]))
     return max(1, round(2 * pixels / max(1, regions)))
 
 

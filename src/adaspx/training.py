@@ -986,7 +986,7 @@ def predict_probs(
     model: nn.Module,
     images: Iterable[np.ndarray],
     *,
-    batch_size: int = 8,
+    batch_size: int = 16,
     device: str | None = None,
     stride: int = 1,
 ) -> Iterator[np.ndarray]:
