@@ -1,5 +1,6 @@
 import json
 import logging
+import math
 
 import numpy as np
 import pandas as pd
@@ -296,7 +297,8 @@ def _acquire(pool, out, **kw):
 
     args = {"strategy": "class_balanced", "budget": 5, "experiment": "e", "seed": 0, "round": 1, **kw}
     answers = args.pop("answers", None)
-    pipeline.acquire(pool / "manifest.json", [str(pool / "base.h5")], [str(pool / "probs.h5")], answers, out, **args)
+    probs = args.pop("probs", [str(pool / "probs.h5")])
+    pipeline.acquire(pool / "manifest.json", [str(pool / "base.h5")], probs, answers, out, **args)
     return pd.read_csv(out, dtype={"image": str}) if out.exists() else None
 
 
@@ -425,6 +427,35 @@ def test_classes_cost_and_limits_in_the_stage(pool, tmp_path):
     assert not _acquire(pool, tmp_path / "unit.csv", budget=5)["reserve"].any()
     with pytest.raises(ValueError, match="click cost 'x' unknown"):
         _acquire(pool, tmp_path / "bad.csv", click_cost="x")
+
+
+def test_random_selection_estimates_costs_and_keeps_quotas_with_a_model(pool, tmp_path):
+    """Random scores use no model, but with class costs or quotas the selection estimates clicks and keeps the
+    quota from the model's predictions like every strategy; with no model at hand (the warm-up) each region is
+    estimated at 1 click and no quota applies."""
+    from adaspx.h5io import Artifact
+
+    sel = _acquire(pool, tmp_path / "sel.csv", strategy="random", budget=30, click_cost="classes", max_per_class=0.3)
+    with Artifact(pool / "base.h5") as base, Artifact(pool / "probs.h5") as probs:
+        for image_id, region, clicks, predicted in sel[["image", "region", "clicks", "predicted"]].itertuples(False):
+            inside = base.get("labels", image_id) == region
+            argmax = probs.get("probs", image_id).astype(np.float32).argmax(axis=0)[inside]
+            assert clicks == len(np.unique(argmax))  # distinct per-pixel argmax classes in the region
+            assert predicted == np.bincount(argmax).argmax()  # the region's most frequent one
+    assert sel.groupby("predicted")["clicks"].sum().max() <= math.ceil(0.3 * 30)
+    warmup = _acquire(pool, tmp_path / "warmup.csv", strategy="random", budget=10, click_cost="classes",
+                      max_per_class=0.3, probs=[], round=0)  # fmt: skip
+    assert (warmup["clicks"] == 1).all() and (warmup["predicted"] == -1).all()
+    assert (~warmup["reserve"]).sum() == 10  # 1 click each, no quota of ceil(0.3 * 10) = 3 on one class
+    # adaptive regions carry the model's statistics: no probabilities needed for the estimates
+    from adaspx import pipeline
+
+    regions = tmp_path / "regions.h5"
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, **PROVENANCE)
+    adaptive = tmp_path / "adaptive.csv"
+    pipeline.acquire(pool / "manifest.json", [str(regions)], [], None, adaptive, strategy="random", budget=30,
+                     click_cost="classes", **PROVENANCE)  # fmt: skip
+    assert (pd.read_csv(adaptive)["clicks"] > 1).any()
 
 
 def test_reserve_follows_the_selection_within_limits():

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 import yaml
 from test_datasets import make_cityscapes, make_voc
-from test_workflow import planned_rules
-from workflow_helpers import run_snakemake
+from workflow_helpers import planned_rules, run_snakemake
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,15 +18,19 @@ def expected_jobs(config: dict) -> dict[str, int]:
     Every seed has one warm-up round (round 0, shared by the experiments) and every experiment rounds 1..R of it,
     each round acquiring, annotating, training and evaluating once. The probabilities of a round (one inference
     per pool shard) are needed only by the next round: to merge adaptive regions, to score base or oracle regions
-    with a model-based acquisition, or to sieve; so the last round infers nothing. Adaptive regions of a round are
-    merged per shard from that round's probabilities; round 0's once per seed, shared by the adaptive experiments.
+    with a model-based acquisition (random too, with class costs or quotas), or to sieve; so the last round infers
+    nothing. Adaptive regions of a round are merged per shard from that round's probabilities; round 0's once per
+    seed, shared by the adaptive experiments.
     """
     seeds, rounds, shards = len(config["al"]["seeds"]), config["al"]["rounds"], config["pool"]["shards"]
     experiments = config["experiments"]
     adaptive = [e for e in experiments if e["regions"] == "adaptive"]
 
-    def needs_probs(e):
-        model_scored = e["acquisition"] != "random" and e["regions"] != "adaptive"
+    al = config["al"]
+    model_costs = al.get("click_cost", "region") == "classes" or al.get("max_per_class") is not None
+
+    def needs_probs(e):  # random selection too, for its click estimates or class quotas
+        model_scored = (e["acquisition"] != "random" or model_costs) and e["regions"] != "adaptive"
         return model_scored or e["regions"] == "adaptive" or e.get("sieve", False)
 
     rounds_run = seeds * (1 + len(experiments) * rounds)

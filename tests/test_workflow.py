@@ -11,19 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 from PIL import Image
-from workflow_helpers import TINY_CONFIG, run_snakemake
+from workflow_helpers import TINY_CONFIG, planned_rules, run_snakemake
 
 from adaspx.artifacts import AnswerMaps
 
 pytestmark = pytest.mark.e2e
 
 R = "results/tiny"
-
-
-def planned_rules(stdout_and_err: str) -> dict[str, int]:
-    """Job counts of a dry run's 'Job stats' table."""
-    table = stdout_and_err.split("Job stats:")[-1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}
 
 
 def test_summary_and_curves(tiny_run):
@@ -223,6 +217,17 @@ def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists() and not (tmp_path / "resources").exists()
+
+
+@pytest.mark.parametrize(("al", "infers"), [({}, 0), ({"click_cost": "classes"}, 2), ({"max_per_class": 0.5}, 2)])
+def test_random_selection_gets_a_model_only_for_click_estimates_or_quotas(tmp_path, al, infers):
+    # random scores need no model, but class costs and class quotas are estimated from one, as for every strategy:
+    # then rounds 0 and 1 (of 2) infer the pool, one job per shard
+    config = copy.deepcopy(TINY_CONFIG)
+    config["al"].update(al)
+    config["experiments"] = [{"name": "random", "regions": "base", "acquisition": "random"}]
+    proc = run_snakemake(tmp_path, config, "-n")
+    assert planned_rules(proc.stdout + proc.stderr).get("infer", 0) == infers * config["pool"]["shards"]
 
 
 def test_classes_cost_spends_every_budget_exactly_on_official_oracle_regions(tmp_path):

@@ -1,6 +1,7 @@
-"""Running the real workflow from tests: a tiny config and a Snakemake subprocess wrapper."""
+"""Running the real workflow from tests: a tiny config, a Snakemake subprocess wrapper, dry-run job counts."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,3 +46,9 @@ def run_snakemake(workdir: Path, config: dict | None = None, *args: str, check: 
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
     return proc
+
+
+def planned_rules(stdout_and_err: str) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table."""
+    table = stdout_and_err.split("Job stats:")[-1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m[1] != "total"}

@@ -479,10 +479,11 @@ def acquire(
     manifest = datasets.load_manifest(manifest_path)
     num_classes = int(manifest["num_classes"])
     quota = acquisition.class_quotas(max_per_class, budget, num_classes)
-    # Region statistics serve scores and, when a model is at hand (probabilities given, or a non-random
-    # strategy), estimated class costs and class quotas. Adaptive regions carry them (merge_superpixels computed
-    # them with the same model); base and oracle regions are scored from the probabilities.
-    need_stats = strategy != "random" or (bool(probs_paths) and (click_cost == "classes" or max_per_class is not None))
+    # Region statistics serve scores, estimated class costs and class quotas; random selection needs them only
+    # for the last two, and goes without (1 click per region, no quota) when no model is at hand, as in the
+    # warm-up. Adaptive regions carry them (merge_superpixels computed them with the same model); base and oracle
+    # regions are scored from the probabilities.
+    need_stats = strategy != "random" or click_cost == "classes" or max_per_class is not None
     columns = STATS_COLUMNS + (("entropy",) if strategy == "entropy" else ())
     official = strategy == "class_balanced_official"
     image_columns = ("class_pixels",) + (("class_pixels_half",) if official else ())

@@ -132,10 +132,12 @@ def previous_probs(w):
 
 def acquire_probs(w):
     """Scores need region statistics: adaptive regions carry them (merge_superpixels), base and oracle regions
-    are scored from the previous round's probabilities. Random selection uses no model.
+    are scored from the previous round's probabilities. Random selection uses a model only to estimate class
+    costs (al.click_cost: classes) and for class quotas (al.max_per_class), as every other strategy does.
     """
     exp = experiment(w.experiment)
-    if exp["acquisition"] == "random" or exp["regions"] == "adaptive":
+    model_free = config["al"]["click_cost"] == "region" and config["al"]["max_per_class"] is None
+    if (exp["acquisition"] == "random" and model_free) or exp["regions"] == "adaptive":
         return []
     return previous_probs(w)
 
