@@ -2,7 +2,7 @@
 
 Arrays, all built in the run from one synthetic street scene (``adaspx.synthetic.generate_scene``):
 
-- probabilities, float16 (C, h, w) as ``pipeline.infer_probs`` stores them (``probs.astype(np.float16)`` of a
+- probabilities, float16 (C, h, w) as ``pipeline.infer`` stores them (``probs.astype(np.float16)`` of a
   float32 softmax; readers renormalise), for C = 8 (the scene's classes) and C = 19 (the scene's classes split
   further by the Voronoi cells of 300 random seeds), at stride 1 (1024x2048) and stride 2 (512x1024, the mean of
   each 2x2 block, as ``infer.stride: 2`` stores them). Logits are ``strength * one_hot(label)`` (blurred by 3 px,

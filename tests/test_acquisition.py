@@ -390,15 +390,14 @@ def test_nan_probabilities_name_file_and_image(pool, tmp_path):
 
 
 def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
-    from adaspx import pipeline
-    from adaspx.artifacts import add_answer_map
+    from adaspx.artifacts import SCHEMA_ANSWERS, add_answer_map
     from adaspx.h5io import Artifact, ArtifactWriter
 
     everything = _acquire(pool, tmp_path / "all.csv", budget=10_000)
     n = len(everything)
     # answer the 4 best regions fully
     top = everything.head(4)
-    with Artifact(pool / "base.h5") as base, ArtifactWriter(tmp_path / "answers.h5", pipeline.SCHEMA_ANSWERS) as w:
+    with Artifact(pool / "base.h5") as base, ArtifactWriter(tmp_path / "answers.h5", SCHEMA_ANSWERS) as w:
         for image_id in base.names("labels"):
             labels = base.get("labels", image_id)
             amap = np.zeros(labels.shape, np.uint16)

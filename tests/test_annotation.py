@@ -412,7 +412,7 @@ def test_default_min_pixels_is_twice_the_mean_base_superpixel_over_all_shards(tm
     # of every shard (the reference's 512 px: twice the ~256 px SEEDS-8192 superpixel of a 1024 x 2048 image)
     from adaspx.artifacts import SCHEMA_SUPERPIXELS
     from adaspx.h5io import ArtifactWriter
-    from adaspx.pipeline import _scaled_min_pixels
+    from adaspx.pipeline.answers import _scaled_min_pixels
 
     a = np.zeros((10, 12), np.uint16)  # 4 quadrants of 30 px
     a[:5, 6:], a[5:, :6], a[5:, 6:] = 1, 2, 3

@@ -1,0 +1,171 @@
+"""Stages ``train``, ``evaluate`` and ``infer``: the round's model, its score and its probabilities of the pool."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from adaspx import IGNORE_INDEX, datasets
+from adaspx.artifacts import SCHEMA_PROBS, SCHEMA_TARGETS
+from adaspx.h5io import Artifact, ArtifactWriter, write_json
+from adaspx.pipeline.common import _dataset, pool_ids
+
+log = logging.getLogger("adaspx")
+
+
+def train(
+    manifest_path,
+    targets_path,
+    model_out,
+    *,
+    model: str,
+    params: Mapping[str, Any],
+    experiment: str,
+    seed: int,
+    round: int,
+    threads: int | None = None,
+    progress: bool = True,
+    weights: str | None = None,
+    previous_model: str | Path | None = None,
+) -> None:
+    """Train the round's model on the labeled pixels of ``targets_path``; write ``model_out`` when done.
+
+    ``experiment``, ``seed`` and ``round`` (the provenance every round stage takes and records: here in the
+    checkpoint's metadata) also seed the training: ``seed`` alone chooses its random numbers.
+
+    ``params`` is the ``train`` config block: ``checkpoint_every`` (iterations between saves of the in-progress
+    state to ``train_checkpoint.pt`` beside ``model_out``; 0 = off; a rerun resumes from it, and it is deleted
+    once ``model_out`` is written) and ``init`` are taken out, the rest are :class:`TrainConfig` fields. The
+    initial weights are ``previous_model`` when ``init`` is ``previous`` and one is given (rounds >= 1), else
+    ``weights`` (the ``model.weights`` key: none, torchvision or a checkpoint path).
+    """
+    from adaspx.training import H5Arrays, LazyArrays, TrainConfig, save_checkpoint, train_model
+
+    params = dict(params)
+    checkpoint_every = int(params.pop("checkpoint_every"))
+    init = params.pop("init")
+    if init not in ("scratch", "previous"):
+        raise ValueError(f"train.init must be scratch or previous, got {init!r}")
+    initial = previous_model if init == "previous" and previous_model else weights
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    config = TrainConfig(model=model, **params)
+    # Images and targets are read as batches need them, by the DataLoader's workers (the job's threads beyond the
+    # first): a Cityscapes-size pool is never held in memory. Only images with labeled pixels take part. The
+    # targets file is closed here; each worker opens its own handle (HDF5 is not fork-safe).
+    with Artifact(targets_path, SCHEMA_TARGETS) as t:
+        ids = [i for i in pool_ids(manifest) if (t.get("labels", i) != IGNORE_INDEX).any()]
+    log.info("training %s on %d images with labels, initial weights: %s", model, len(ids), initial or "random")
+    net = train_model(
+        LazyArrays(ids, ds.image),
+        H5Arrays(targets_path, "labels", ids, schema=SCHEMA_TARGETS),
+        num_classes=manifest["num_classes"],
+        config=config,
+        seed=seed,
+        threads=threads,
+        progress=progress,
+        weights=initial,
+        checkpoint=Path(model_out).with_name("train_checkpoint.pt"),
+        checkpoint_every=checkpoint_every,
+    )
+    save_checkpoint(
+        model_out,
+        net,
+        model_name=model,
+        num_classes=manifest["num_classes"],
+        meta={
+            "experiment": experiment,
+            "seed": seed,
+            "round": round,
+            "train": dict(params, init=init),
+            "weights": None if initial is None else str(initial),
+            "images": len(ids),
+        },
+    )
+
+
+def evaluate(
+    manifest_path,
+    model_path,
+    metrics_out,
+    *,
+    experiment: str,
+    seed: int,
+    round: int,
+    batch_size: int = 16,
+    threads: int | None = None,
+) -> None:
+    """mIoU and per-class IoU of the round's model on the validation images, with the round's provenance."""
+    from adaspx.metrics import confusion_matrix, iou_from_confusion
+    from adaspx.training import load_checkpoint, predict_probs
+
+    _torch_threads(threads)
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "val")
+    net, _ = load_checkpoint(model_path)
+    c = manifest["num_classes"]
+    cm = np.zeros((c, c), dtype=np.int64)
+    ids = list(ds.ids)
+    images = (ds.image(i) for i in ids)
+    for image_id, probs in zip(ids, predict_probs(net, images, batch_size=batch_size), strict=True):
+        cm += confusion_matrix(probs.argmax(axis=0), ds.label(image_id), c)
+    result = iou_from_confusion(cm)
+    result["classes"] = manifest["classes"]
+    result["images"] = len(ids)
+    result.update(experiment=experiment, seed=seed, round=round)
+    write_json(metrics_out, result)
+
+
+def infer(
+    manifest_path,
+    model_path,
+    out,
+    *,
+    shards: int,
+    shard: int,
+    experiment: str,
+    seed: int,
+    round: int,
+    batch_size: int = 16,
+    threads: int | None = None,
+    stride: int = 1,
+) -> None:
+    """Softmax probabilities of the pool shard, float16 (C, h, w) per image, written as they come.
+
+    ``stride`` s (the ``infer.stride`` key) stores them at ``h, w = ceil(H/s), ceil(W/s)``, each value the mean
+    over the s x s block of pixels (y, x) with (y // s, x // s) equal to its position (see
+    :func:`adaspx.training.predict_probs`); the artifact's ``stride`` attribute records s.
+    """
+    from adaspx.training import load_checkpoint, predict_probs
+
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    ids = pool_ids(manifest, shards, shard)
+    _torch_threads(threads)
+    net, _ = load_checkpoint(model_path)
+    with ArtifactWriter(
+        out,
+        SCHEMA_PROBS,
+        stride=stride,
+        classes=manifest["classes"],
+        shard=shard,
+        shards=shards,
+        experiment=experiment,
+        seed=seed,
+        round=round,
+    ) as w:
+        images = (ds.image(i) for i in ids)
+        probs_iter = predict_probs(net, images, batch_size=batch_size, stride=stride)
+        for image_id, probs in zip(ids, probs_iter, strict=True):
+            w.add("probs", image_id, probs.astype(np.float16))
+
+
+def _torch_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)

@@ -1,0 +1,84 @@
+"""Stage ``merge_superpixels``: a round's adaptive regions and their statistics."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from adaspx import acquisition
+from adaspx.artifacts import SCHEMA_REGIONS, SCHEMA_SUPERPIXELS, Probabilities, RegionTableWriter
+from adaspx.h5io import Artifact, ArtifactWriter
+from adaspx.parallel import BufferRing, ordered_map, usable_cores
+from adaspx.pipeline.common import _progress
+
+log = logging.getLogger("adaspx")
+
+
+def merge_superpixels(
+    base_path,
+    probs_path,
+    out,
+    *,
+    eps: float,
+    experiment: str,
+    seed: int,
+    round: int,
+    max_visited: int | None = None,
+    threads: int | None = None,
+    entropy: bool = False,
+    official_counts: bool = False,
+) -> None:
+    """Adaptive regions of one pool shard, and their statistics for acquisition (``/stats``, ``/image_stats``; see
+    :func:`adaspx.acquisition.region_features`: ``entropy`` adds the regions' mean entropy, ``official_counts``
+    the reference's half-resolution class counts). The merged regions' sums are added up from their base regions'
+    (:func:`adaspx.merge.region_stats_and_merge`): equal to statistics computed on the merged map up to float64
+    rounding, for one kernel pass per image instead of two.
+
+    The calling thread reads and writes; ``threads`` workers (default: every usable core) each decode, merge and
+    describe one image at a time, single-threaded, so the result does not depend on their number.
+    """
+    from adaspx.merge import _check_eps, _check_max_visited, region_stats_and_merge
+
+    eps = _check_eps(eps)
+    _check_max_visited(max_visited)
+    with (
+        Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
+        Probabilities([probs_path]) as probs,
+        ArtifactWriter(
+            out,
+            SCHEMA_REGIONS,
+            config={"eps": eps, "max_visited": max_visited, "entropy": entropy, "official_counts": official_counts},
+            eps=eps,
+            experiment=experiment,
+            seed=seed,
+            round=round,
+        ) as w,
+    ):
+
+        def merge_one(image_id: str, labels: np.ndarray, raw: np.ndarray):
+            p = probs.decode(image_id, raw, labels.shape)
+            merged, stats = region_stats_and_merge(labels, p, eps, channel_axis=0, max_visited=max_visited, threads=1)
+            features = acquisition.region_features(
+                merged, p, stats, probs.stride, entropy=entropy, official=official_counts
+            )
+            return image_id, merged, len(stats.ids), features
+
+        workers = threads or usable_cores()
+        label_ring, probs_ring = BufferRing(workers), BufferRing(workers)
+
+        def inputs():
+            for image_id in base.names("labels"):
+                yield image_id, base.get("labels", image_id, label_ring), probs.read(image_id, probs_ring)
+
+        n_base = n_merged = 0
+        table = RegionTableWriter(w)
+        for image_id, merged, regions, (columns, per_image) in _progress(
+            ordered_map(merge_one, inputs(), workers), "merge"
+        ):
+            base_regions = int(base.dataset("labels", image_id).attrs["regions"])
+            w.add("labels", image_id, merged, regions=regions, base_regions=base_regions)
+            table.add(image_id, columns, per_image)
+            n_base, n_merged = n_base + base_regions, n_merged + regions
+        table.flush()
+        log.info("merged %d base regions into %d regions", n_base, n_merged)
