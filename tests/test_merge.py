@@ -166,6 +166,22 @@ def test_simd_levels_agree_bitwise(C, layout, stride):
                 assert a == b
 
 
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64])
+def test_relabel_is_a_table_lookup_and_refuses_labels_outside_the_table(dtype):
+    labels = np.array([[-3, 0, 2], [1, 1, -3]]) if np.dtype(dtype).kind == "i" else np.array([[5, 0, 2], [1, 1, 5]])
+    labels = labels.astype(dtype)
+    base = int(labels.min())
+    table = np.arange(int(labels.max()) - base + 1)[::-1] * 2
+    expected = np.array([[table[int(v) - base] for v in row] for row in labels], dtype=dtype)
+    got = merge.relabel(labels, table, base)
+    assert got.dtype == labels.dtype
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="do not all index a table"):
+        merge.relabel(labels, table[:-1], base)
+    with pytest.raises(ValueError, match="do not all index a table"):
+        merge.relabel(labels, table, base + 1)
+
+
 def brute_force_pairs(labels: np.ndarray) -> set[tuple[int, int]]:
     """Every (left, right) and (top, bottom) pair of 4-adjacent pixels with different labels."""
     lab = labels.astype(np.int64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from adaspx import IGNORE_INDEX
+from adaspx.merge import relabel
 
 SIEVE_POINTS = 20
 """The reference code subsamples each region's sorted confidences to about this many points before the knee."""
@@ -25,24 +26,20 @@ SIEVE_METHODS = ("knee", "knee_disagree")
 def region_pixels(regions: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pixels of some regions: their flat indexes in raster order, and for each the position of its region in
     the sorted, distinct ``region_ids``. Computed once per image, it serves :func:`dominant_labels` and
-    :func:`paint_answers`; it never builds a full-size index map (queried regions are a small part of an image)."""
+    :func:`paint_answers`; the only full-size map it builds is a temporary one of the regions' dtype (queried: 1)."""
     region_ids = np.asarray(region_ids, dtype=np.int64)
     flat = regions.ravel()
     if region_ids.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    lo = min(int(regions.min()), int(region_ids[0]))
-    hi = max(int(regions.max()), int(region_ids[-1]))
-    if hi - lo >= 4 * regions.size + 1024:  # sparse ids: a binary search instead of a look-up table
+    lo, hi = int(regions.min()), int(regions.max())
+    if hi - lo >= 4 * regions.size + 1024 or regions.ndim != 2:  # sparse ids: no look-up table
         pixels = np.flatnonzero(np.isin(flat, region_ids))
-        return pixels, np.searchsorted(region_ids, flat[pixels])
-    lut = np.full(hi - lo + 1, -1, dtype=np.int64)
-    lut[region_ids - lo] = np.arange(region_ids.size)
-    if lo >= 0 and hi < 4 * regions.size + 1024:  # index the table with the map itself, no shifted copy
-        lut = np.concatenate([np.full(lo, -1, dtype=np.int64), lut])
-        pixels = np.flatnonzero(np.take(lut >= 0, flat))  # np.take: faster than fancy indexing
-        return pixels, lut[flat[pixels]]
-    pixels = np.flatnonzero(np.take(lut >= 0, flat.astype(np.int64) - lo))
-    return pixels, lut[flat[pixels].astype(np.int64) - lo]
+    else:  # a table of the map's id range, 1 for the queried ids, applied by the compiled relabelling
+        wanted = region_ids[(region_ids >= lo) & (region_ids <= hi)]
+        selected = np.zeros(hi - lo + 1, dtype=regions.dtype)
+        selected[wanted - lo] = 1
+        pixels = np.flatnonzero(relabel(regions, selected, lo).ravel() != 0)  # != 0: a bool scan is the fast one
+    return pixels, np.searchsorted(region_ids, flat[pixels])
 
 
 def _histograms(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray, where=None) -> np.ndarray:

@@ -430,6 +430,22 @@ def _merge_many(pairs, eps, workers, channel_axis, max_visited, with_stats):
     return ordered_map(one, pairs, workers)
 
 
+def relabel(labels, lut, base: int = 0) -> np.ndarray:
+    """``lut[labels - base]``: a new (H, W) map of the labels' dtype, in one compiled pass without the GIL (NumPy's
+    indexing first converts the map to int64 indices, 3-4x slower on a 1024x2048 map). ``lut`` is cast to the
+    labels' dtype; every label minus ``base`` must index it (ValueError otherwise)."""
+    labels = np.ascontiguousarray(labels)
+    if labels.ndim != 2 or labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be a 2-D integer map, got {labels.dtype} of shape {labels.shape}")
+    lut = np.ascontiguousarray(lut, dtype=labels.dtype)
+    lo, hi = _kernel.label_range(labels, 1)
+    if lo - base < 0 or hi - base >= lut.shape[0]:
+        raise ValueError(f"labels {lo}..{hi} minus {base} do not all index a table of {lut.shape[0]} entries")
+    out = np.empty_like(labels)
+    _kernel.apply_lut(labels, base, lut, out, 1)
+    return out
+
+
 def js_distance(p, q) -> float:
     """Jensen-Shannon distance as used by the merge (scipy's definition, float64, clamped, never NaN)."""
     from scipy.special import rel_entr
@@ -450,4 +466,5 @@ __all__ = [
     "merge_many",
     "region_stats",
     "region_stats_and_merge",
+    "relabel",
 ]
