@@ -136,7 +136,9 @@ def acquire_probs(w):
     costs (al.click_cost: classes) and for class quotas (al.max_per_class), as every other strategy does.
     """
     exp = experiment(w.experiment)
-    model_free = config["al"]["click_cost"] == "region" and config["al"]["max_per_class"] is None
+    model_free = (
+        config["al"]["click_cost"] == "region" and config["al"]["max_per_class"] is None
+    )
     if (exp["acquisition"] == "random" and model_free) or exp["regions"] == "adaptive":
         return []
     return previous_probs(w)
