@@ -365,6 +365,77 @@ def test_entropy_acquisition_selects_the_highest_mean_entropy(pool, tmp_path):
     np.testing.assert_allclose(sel["score"].to_numpy(), entropy[best], rtol=1e-5)
 
 
+def test_mulactseg_scores_by_hand():
+    # one 1x4 image, regions [0, 0, 1, 1], two classes; per pixel (p_0, p_1) and, at temperature 0.1, the tempered
+    # probabilities q = p^10 / sum p^10, BvSB q_(2) / q_(1) + 1e-8 = (p_(2) / p_(1))^10 + 1e-8 and the argmax class:
+    #   (0.5, 0.5): q = (1/2, 1/2), BvSB 1 + 1e-8, class 0;  (0.8, 0.2): q = (1, e) / (1 + e), BvSB e + 1e-8, class 0
+    #   (0.2, 0.8) twice: q = (e, 1) / (1 + e), BvSB e + 1e-8, class 1;  e = (1/4)^10 = 2^-20
+    from adaspx.merge import region_stats
+
+    labels = np.array([[0, 0, 1, 1]])
+    probs = np.array([[[0.5, 0.8, 0.2, 0.2]], [[0.5, 0.2, 0.8, 0.8]]], dtype=np.float32)
+    cols, per_image = acq.region_features(
+        labels, probs, region_stats(labels, probs, channel_axis=0), 1, ["tempered_bvsb"]
+    )
+    e, eps = 2.0**-20, 1e-8
+    np.testing.assert_allclose(cols["bvsb_by_class"], [[1 + eps + e + eps, 0], [0, 2 * (e + eps)]], rtol=1e-12)
+    q = [0.5 + (1 + 2 * e) / (1 + e), 0.5 + (2 + e) / (1 + e)]  # tempered probabilities summed over the pixels
+    np.testing.assert_allclose(per_image["tempered_probs"], q, rtol=1e-12)
+    # p_c = q_c / 4 pixels ~ (0.375, 0.625): weights (6 p_c + 1)^-2 ~ (1 / 3.25^2, 1 / 4.75^2)
+    w = [(6 * q[0] / 4 + 1) ** -2, (6 * q[1] / 4 + 1) ** -2]
+    np.testing.assert_allclose(acq.mulactseg_class_weights(per_image["tempered_probs"]), w, rtol=1e-12)
+    assert w[0] == pytest.approx(1 / 3.25**2, rel=1e-5) and w[1] == pytest.approx(1 / 4.75**2, rel=1e-5)
+    pool = acq.Pool(cols | {"size": np.array([2, 2])}, per_image, np.zeros(2, int), n_images=1, num_classes=2)
+    scores = acq.STRATEGIES["mulactseg"].scores(pool, np.random.default_rng(0))
+    expected = [(w[0] * (1 + eps) + w[0] * (e + eps)) / 2, (w[1] * (e + eps) * 2) / 2]  # pixel mean per region
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+
+
+def _mulactseg_brute_force(pool):
+    """MulActSeg's score of every pool region, pixel by pixel, from logits log p: tempered softmax q =
+    softmax(log p / 0.1), BvSB q_(2) / q_(1) + 1e-8, p_c the mean of q_c over every pool pixel, weight
+    (6 p_c + 1)^-2 of the pixel's argmax class, and the region's mean of BvSB x weight."""
+    from adaspx import pipeline
+    from adaspx.h5io import Artifact
+
+    manifest = json.loads((pool / "manifest.json").read_text())
+    images = []
+    with Artifact(pool / "base.h5") as base, Artifact(pool / "probs.h5") as probs:
+        for image_id in pipeline.pool_ids(manifest):
+            p = probs.get("probs", image_id).astype(np.float64)
+            images.append((image_id, base.get("labels", image_id), p / p.sum(axis=0)))
+    tempered, bvsb, top1 = [], [], []
+    for _, _, p in images:
+        with np.errstate(divide="ignore"):
+            z = np.log(p) / 0.1
+        q = np.exp(z - z.max(axis=0))
+        q /= q.sum(axis=0)
+        ranked = np.sort(q, axis=0)
+        tempered.append(q.reshape(len(q), -1))
+        bvsb.append(ranked[-2] / ranked[-1] + 1e-8)
+        top1.append(p.argmax(axis=0))
+    share = np.concatenate(tempered, axis=1).mean(axis=1)
+    weight = (6 * share + 1) ** -2
+    keys, scores, unweighted = [], [], []
+    for (image_id, labels, _), b, t in zip(images, bvsb, top1, strict=True):
+        for region in np.unique(labels):
+            inside = labels == region
+            keys.append((image_id, int(region)))
+            scores.append((b[inside] * weight[t[inside]]).mean())
+            unweighted.append(b[inside].mean())
+    return keys, np.asarray(scores), np.asarray(unweighted)
+
+
+def test_mulactseg_acquisition_selects_the_highest_weighted_bvsb(pool, tmp_path):
+    keys, scores, unweighted = _mulactseg_brute_force(pool)
+    sel = _acquire(pool, tmp_path / "sel.csv", strategy="mulactseg", budget=6)
+    best = np.argsort(-scores, kind="stable")[:6]
+    assert list(zip(sel["image"], sel["region"], strict=True)) == [keys[i] for i in best]
+    np.testing.assert_allclose(sel["score"].to_numpy(), scores[best], rtol=1e-4)
+    # the scores carry the class weights: unweighted, they would be off by more than the tolerance
+    assert np.abs(scores[best] / unweighted[best] - 1).min() > 1e-2
+
+
 def test_zero_budget_selects_nothing(pool, tmp_path):
     sel = _acquire(pool, tmp_path / "sel.csv", budget=0)
     assert len(sel) == 0 and "region" in sel.columns

@@ -23,6 +23,13 @@ CLICK_COSTS = ("region", "classes")
 OFFICIAL_IMAGE_PIXELS = 1024 * 2048
 """The reference code divides its class pixel counts by ``n_images * 1024 * 2048`` (full-resolution Cityscapes)."""
 
+MULACTSEG_TEMPERATURE = 0.1
+"""MulActSeg's softmax temperature (``--ce_temp 0.1``) for its BvSB uncertainty and its class distribution."""
+MULACTSEG_COEFF = 6.0
+"""MulActSeg's class weight coefficient (``--cls_weight_coeff 6.0``): weights ``(6 p_c + 1) ** -2``."""
+MULACTSEG_EPS = 1e-8
+"""MulActSeg adds ``1e-8`` to every pixel's BvSB ratio."""
+
 ILP_GAP_REL = 1e-3
 ILP_TIME_LIMIT = 5.0
 
@@ -99,6 +106,43 @@ def class_balanced_scores(uncertainty: np.ndarray, predicted: np.ndarray, class_
     return minmax(uncertainty) * weights[np.asarray(predicted, dtype=np.int64)]
 
 
+def tempered(probs: np.ndarray, temperature: float, axis: int = 0) -> np.ndarray:
+    """``softmax(log p / T)`` along the class ``axis``, in float64: the probabilities of the logits divided by ``T``
+    (``softmax(z / T) = p ** (1 / T) / sum_k p_k ** (1 / T)``), computed as ``(p / max p) ** (1 / T)`` normalised."""
+    p = np.asarray(probs, dtype=np.float64)
+    r = (p / p.max(axis=axis, keepdims=True)) ** (1.0 / temperature)
+    return r / r.sum(axis=axis, keepdims=True)
+
+
+def tempered_bvsb(probs: np.ndarray, temperature: float, axis: int = 0) -> np.ndarray:
+    """Per-pixel best-versus-second-best ratio of the tempered probabilities, ``q_(2) / q_(1) + 1e-8`` (in (0, 1],
+    higher = less sure), which is ``(p_(2) / p_(1)) ** (1 / T) + 1e-8``; 1e-8 alone with a single class."""
+    p = np.asarray(probs, dtype=np.float64)
+    c = p.shape[axis]
+    if c < 2:
+        return np.full(np.delete(p.shape, axis), MULACTSEG_EPS)
+    top2 = np.partition(p, (c - 2, c - 1), axis=axis)
+    second, first = np.take(top2, c - 2, axis=axis), np.take(top2, c - 1, axis=axis)
+    return (second / first) ** (1.0 / temperature) + MULACTSEG_EPS
+
+
+def mulactseg_class_weights(tempered_prob_sums: np.ndarray, coeff: float = MULACTSEG_COEFF) -> np.ndarray:
+    """MulActSeg's class weights ``(coeff * p_c + 1) ** -2``, ``p_c`` the pool's mean tempered probability of c
+    (``tempered_prob_sums``: summed over the pool's pixels; normalised here, as every pixel's probabilities sum
+    to 1)."""
+    sums = np.asarray(tempered_prob_sums, dtype=np.float64)
+    share = sums / max(float(sums.sum()), np.finfo(np.float64).tiny)
+    return (coeff * share + 1.0) ** -2
+
+
+def mulactseg_scores(bvsb_by_class: np.ndarray, sizes: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    """MulActSeg's region score, the mean over the region's pixels x of ``bvsb(x) * w[argmax p(x)]``:
+    ``sum_c w_c * bvsb_by_class[:, c] / size``, ``bvsb_by_class[s, c]`` the summed :func:`tempered_bvsb` of the
+    pixels of region s predicted as c."""
+    sums = np.asarray(bvsb_by_class, dtype=np.float64)
+    return (sums * np.asarray(class_weights, dtype=np.float64)).sum(axis=1) / np.asarray(sizes, dtype=np.float64)
+
+
 def size_weights(sizes: np.ndarray, exponent: float) -> np.ndarray:
     """``(size / mean size) ** exponent``: > 1 favours large regions, < 0 small ones, 0 = all ones."""
     sizes = np.asarray(sizes, dtype=np.float64)
@@ -129,6 +173,7 @@ def dense_index(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
 OPTIONAL_FEATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "entropy": (("entropy",), ()),
     "official_counts": ((), ("class_pixels_half",)),
+    "tempered_bvsb": (("bvsb_by_class",), ("tempered_probs",)),
 }
 """Region statistics computed only for the strategies that need them (:attr:`Strategy.features`): name -> (the
 per-region columns, the per-image columns) that :func:`region_features` adds and a regions artifact stores."""
@@ -156,7 +201,10 @@ def region_features(
     ``classes`` click estimate) and the per-image ``class_pixels`` (argmax pixel counts per class), plus the columns
     of the optional ``features`` (:data:`OPTIONAL_FEATURES`): ``entropy``, the column ``entropy`` (mean per-pixel
     entropy); ``official_counts``, the per-image ``class_pixels_half`` (argmax counts on every second row and
-    column: the reference code's half-resolution counts, for ``class_balanced_official``).
+    column: the reference code's half-resolution counts, for ``class_balanced_official``); ``tempered_bvsb``, for
+    ``mulactseg`` at temperature :data:`MULACTSEG_TEMPERATURE`, the (R, C) column ``bvsb_by_class`` (per region
+    and class c, the summed :func:`tempered_bvsb` of its pixels whose argmax is c) and the per-image
+    ``tempered_probs`` (the :func:`tempered` probabilities summed over the image's pixels).
     """
     feature_columns(features)  # names checked
     hist = stats.class_hist
@@ -178,6 +226,19 @@ def region_features(
         ent = _at_labels(pixel_entropy(probs, axis=0), labels.shape, stride)
         dense = dense_index(labels, stats.ids).ravel()
         columns["entropy"] = np.bincount(dense, weights=ent.ravel(), minlength=len(stats.ids)) / stats.counts
+    if "tempered_bvsb" in features:
+        c, n = probs.shape[0], len(stats.ids)
+        bvsb = _at_labels(tempered_bvsb(probs, MULACTSEG_TEMPERATURE), labels.shape, stride).ravel()
+        top1 = _at_labels(probs.argmax(axis=0), labels.shape, stride).ravel()
+        cell = dense_index(labels, stats.ids).ravel() * c + top1
+        columns["bvsb_by_class"] = np.bincount(cell, weights=bvsb, minlength=n * c).reshape(n, c)
+        # summed over the label pixels: each stored pixel counts as often as label pixels read it
+        h, w = probs.shape[1:]
+        reads = np.outer(
+            np.bincount(np.arange(labels.shape[0]) // stride, minlength=h)[:h],
+            np.bincount(np.arange(labels.shape[1]) // stride, minlength=w)[:w],
+        )
+        per_image["tempered_probs"] = (tempered(probs, MULACTSEG_TEMPERATURE) * reads).sum(axis=(1, 2))
     return columns, per_image
 
 
@@ -287,6 +348,21 @@ class ClassBalanced(Strategy):
         return class_balanced_scores(pool.columns["uncertainty"], pool.columns["predicted"], share)
 
 
+@dataclass(frozen=True, kw_only=True)
+class MulActSeg(Strategy):
+    """MulActSeg's acquisition (Hwang et al., NeurIPS 2023): the region's mean of the pixels' tempered BvSB ratio
+    weighted by the class weight ``(coeff * p_c + 1) ** -2`` of their argmax class (:func:`mulactseg_scores`,
+    :func:`mulactseg_class_weights`), ``p_c`` the pool's mean tempered probability of class c."""
+
+    features: tuple[str, ...] = ("tempered_bvsb",)
+    coeff: float = MULACTSEG_COEFF
+
+    def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
+        weights = mulactseg_class_weights(pool.totals["tempered_probs"], self.coeff)
+        log.info("class weights (%s): %s", self.name, np.array2string(weights, precision=4))
+        return mulactseg_scores(pool.columns["bvsb_by_class"], pool.columns["size"], weights)
+
+
 STRATEGIES: dict[str, Strategy] = {
     s.name: s
     for s in (
@@ -296,6 +372,7 @@ STRATEGIES: dict[str, Strategy] = {
         ClassBalanced(name="class_balanced", share="pixels"),
         ClassBalanced(name="class_balanced_official", share="official", features=("official_counts",)),
         ClassBalanced(name="class_balanced_cai", share="regions"),
+        MulActSeg(name="mulactseg"),
     )
 }
 """Every acquisition strategy by name (``experiments[].acquisition``); a new one is added here alone."""
