@@ -44,10 +44,10 @@ def one(case: str, images: int, regions: int, budget: int, classes: int) -> dict
     quota = acquisition.class_quotas(opts.get("max_per_class"), budget, classes)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
-    limits = {"images": image, "max_per_image": opts.get("max_per_image"), "classes": predicted, "class_quota": quota}
-    sel = acquisition.select_under_budget(scores, costs, budget, **limits)
+    limits = acquisition.Limits(image, opts.get("max_per_image"), predicted, quota)
+    sel = acquisition.select_under_budget(scores, costs, budget, limits)
     # estimated costs: the workflow adds a reserve of up to a budget's worth of regions (within the limits)
-    reserve = acquisition.reserve_after(sel, scores, costs, budget, **limits) if opts.get("classes_cost") else sel[:0]
+    reserve = acquisition.reserve_after(sel, scores, costs, budget, limits) if opts.get("classes_cost") else sel[:0]
     dt = time.perf_counter() - t0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {

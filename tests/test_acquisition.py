@@ -9,7 +9,7 @@ import pytest
 from stage_helpers import small_pool
 
 from adaspx import acquisition as acq
-from adaspx.acquisition import class_balanced_scores, minmax, select_under_budget
+from adaspx.acquisition import Limits, class_balanced_scores, minmax, select_under_budget
 
 PROVENANCE = {"experiment": "e", "seed": 0, "round": 1}  # what the workflow passes every round stage
 
@@ -163,25 +163,25 @@ def test_ilp_beats_greedy_with_image_cap_and_class_quota():
     # greedy takes 0.9 (image 0, class 0), then cannot take 0.8 (image 0 full) nor 0.7 (class 0 full): 0.9 + 0.1
     scores = np.array([0.9, 0.8, 0.7, 0.1])
     images, classes = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
-    sel = select_under_budget(scores, np.ones(4, int), 2, images=images, max_per_image=1,
-                              classes=classes, class_quota=np.array([1, 1]))  # fmt: skip
+    limits = Limits(images=images, max_per_image=1, classes=classes, class_quota=np.array([1, 1]))
+    sel = select_under_budget(scores, np.ones(4, int), 2, limits)
     assert sel.tolist() == [1, 2]  # 0.8 + 0.7 = 1.5 > 1.0
 
 
 def test_ilp_beats_greedy_with_costs_and_a_cap():
     scores = np.array([1.0, 0.6, 0.6])
     costs = np.array([2, 1, 1])
-    sel = select_under_budget(scores, costs, 2, images=np.array([0, 1, 2]), max_per_image=1)
+    sel = select_under_budget(scores, costs, 2, Limits(images=np.array([0, 1, 2]), max_per_image=1))
     assert sorted(sel.tolist()) == [1, 2]  # 1.2 > greedy's 1.0
 
 
 def test_single_limit_with_unit_costs_is_greedy_and_optimal():
     scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
     images = np.array([0, 0, 0, 1, 1])
-    sel = select_under_budget(scores, np.ones(5, int), 3, images=images, max_per_image=2)
+    sel = select_under_budget(scores, np.ones(5, int), 3, Limits(images=images, max_per_image=2))
     assert sel.tolist() == [0, 1, 3]
     classes = np.array([0, 0, 1, 0, 1])
-    sel = select_under_budget(scores, np.ones(5, int), 3, classes=classes, class_quota=np.array([1, 5]))
+    sel = select_under_budget(scores, np.ones(5, int), 3, Limits(classes=classes, class_quota=np.array([1, 5])))
     assert sel.tolist() == [0, 2, 4]
 
 
@@ -194,8 +194,8 @@ def test_ilp_matches_brute_force_on_small_random_cases():
         scores, costs = rng.random(n), rng.integers(1, 3, n)
         images, classes = rng.integers(0, 3, n), rng.integers(0, 2, n)
         budget, cap, quota = 4, 2, np.array([3, 3])
-        sel = select_under_budget(scores, costs, budget, images=images, max_per_image=cap,
-                                  classes=classes, class_quota=quota)  # fmt: skip
+        limits = Limits(images=images, max_per_image=cap, classes=classes, class_quota=quota)
+        sel = select_under_budget(scores, costs, budget, limits)
         best = 0.0
         for k in range(n + 1):
             for sub in itertools.combinations(range(n), k):
@@ -220,8 +220,8 @@ def test_ilp_passes_gap_and_time_limit(monkeypatch):
     monkeypatch.setattr(pulp, "PULP_CBC_CMD", spy)
     scores = np.array([0.9, 0.8, 0.7, 0.1])
     images, classes = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
-    select_under_budget(scores, np.ones(4, int), 2, images=images, max_per_image=1,
-                        classes=classes, class_quota=np.array([1, 1]), gap_rel=0.01, time_limit=3)  # fmt: skip
+    limits = Limits(images=images, max_per_image=1, classes=classes, class_quota=np.array([1, 1]))
+    select_under_budget(scores, np.ones(4, int), 2, limits, gap_rel=0.01, time_limit=3)
     assert seen["gapRel"] == 0.01 and seen["timeLimit"] == 3
 
 
@@ -233,8 +233,8 @@ def test_solver_without_solution_falls_back_to_greedy(monkeypatch, caplog):
     monkeypatch.setattr(pulp.LpProblem, "solve", no_solution)
     scores = np.array([0.9, 0.8, 0.7, 0.1])
     with caplog.at_level(logging.WARNING):
-        sel = select_under_budget(scores, np.ones(4, int), 2, images=np.array([0, 0, 1, 1]), max_per_image=1,
-                                  classes=np.array([0, 1, 0, 1]), class_quota=np.array([1, 1]))  # fmt: skip
+        limits = Limits(np.array([0, 0, 1, 1]), 1, np.array([0, 1, 0, 1]), np.array([1, 1]))
+        sel = select_under_budget(scores, np.ones(4, int), 2, limits)
     assert sel.tolist() == [0, 3]  # greedy's choice
     assert "falling back to greedy" in caplog.text
 
@@ -254,16 +254,18 @@ def test_fractional_lp_with_no_integer_solution_rounds_down_and_fills(monkeypatc
     # LP optimum: x0 = 1, x1 = 0.5 (costs 2 + 2 > budget 3); rounding down keeps 0, filling adds the cost-1 region
     scores, costs = np.array([1.0, 0.9, 0.1]), np.array([2, 2, 1])
     with caplog.at_level(logging.WARNING):
-        sel = select_under_budget(scores, costs, 3, images=np.array([0, 1, 2]), max_per_image=1)
+        sel = select_under_budget(scores, costs, 3, Limits(images=np.array([0, 1, 2]), max_per_image=1))
     assert len(calls) == 2 and "rounded-down LP solution" in caplog.text
     assert sorted(sel.tolist()) == [0, 2]
 
 
 def test_limits_validate():
     with pytest.raises(ValueError, match="max_per_image needs one image index"):
-        select_under_budget(np.zeros(2), np.ones(2, int), 1, max_per_image=1)
+        select_under_budget(np.zeros(2), np.ones(2, int), 1, Limits(max_per_image=1))
     with pytest.raises(ValueError, match=r"classes must lie in \[0, 2\)"):
-        select_under_budget(np.zeros(2), np.ones(2, int), 1, classes=np.array([0, 2]), class_quota=np.array([1, 1]))
+        select_under_budget(
+            np.zeros(2), np.ones(2, int), 1, Limits(classes=np.array([0, 2]), class_quota=np.array([1, 1]))
+        )
     with pytest.raises(ValueError, match="click costs must be >= 1"):
         select_under_budget(np.zeros(2), np.array([1, 0]), 1)
 
@@ -361,6 +363,77 @@ def test_entropy_acquisition_selects_the_highest_mean_entropy(pool, tmp_path):
     best = np.argsort(-entropy, kind="stable")[:6]
     assert list(zip(sel["image"], sel["region"], strict=True)) == [keys[i] for i in best]
     np.testing.assert_allclose(sel["score"].to_numpy(), entropy[best], rtol=1e-5)
+
+
+def test_mulactseg_scores_by_hand():
+    # one 1x4 image, regions [0, 0, 1, 1], two classes; per pixel (p_0, p_1) and, at temperature 0.1, the tempered
+    # probabilities q = p^10 / sum p^10, BvSB q_(2) / q_(1) + 1e-8 = (p_(2) / p_(1))^10 + 1e-8 and the argmax class:
+    #   (0.5, 0.5): q = (1/2, 1/2), BvSB 1 + 1e-8, class 0;  (0.8, 0.2): q = (1, e) / (1 + e), BvSB e + 1e-8, class 0
+    #   (0.2, 0.8) twice: q = (e, 1) / (1 + e), BvSB e + 1e-8, class 1;  e = (1/4)^10 = 2^-20
+    from adaspx.merge import region_stats
+
+    labels = np.array([[0, 0, 1, 1]])
+    probs = np.array([[[0.5, 0.8, 0.2, 0.2]], [[0.5, 0.2, 0.8, 0.8]]], dtype=np.float32)
+    cols, per_image = acq.region_features(
+        labels, probs, region_stats(labels, probs, channel_axis=0), 1, ["tempered_bvsb"]
+    )
+    e, eps = 2.0**-20, 1e-8
+    np.testing.assert_allclose(cols["bvsb_by_class"], [[1 + eps + e + eps, 0], [0, 2 * (e + eps)]], rtol=1e-12)
+    q = [0.5 + (1 + 2 * e) / (1 + e), 0.5 + (2 + e) / (1 + e)]  # tempered probabilities summed over the pixels
+    np.testing.assert_allclose(per_image["tempered_probs"], q, rtol=1e-12)
+    # p_c = q_c / 4 pixels ~ (0.375, 0.625): weights (6 p_c + 1)^-2 ~ (1 / 3.25^2, 1 / 4.75^2)
+    w = [(6 * q[0] / 4 + 1) ** -2, (6 * q[1] / 4 + 1) ** -2]
+    np.testing.assert_allclose(acq.mulactseg_class_weights(per_image["tempered_probs"]), w, rtol=1e-12)
+    assert w[0] == pytest.approx(1 / 3.25**2, rel=1e-5) and w[1] == pytest.approx(1 / 4.75**2, rel=1e-5)
+    pool = acq.Pool(cols | {"size": np.array([2, 2])}, per_image, np.zeros(2, int), n_images=1, num_classes=2)
+    scores = acq.STRATEGIES["mulactseg"].scores(pool, np.random.default_rng(0))
+    expected = [(w[0] * (1 + eps) + w[0] * (e + eps)) / 2, (w[1] * (e + eps) * 2) / 2]  # pixel mean per region
+    np.testing.assert_allclose(scores, expected, rtol=1e-12)
+
+
+def _mulactseg_brute_force(pool):
+    """MulActSeg's score of every pool region, pixel by pixel, from logits log p: tempered softmax q =
+    softmax(log p / 0.1), BvSB q_(2) / q_(1) + 1e-8, p_c the mean of q_c over every pool pixel, weight
+    (6 p_c + 1)^-2 of the pixel's argmax class, and the region's mean of BvSB x weight."""
+    from adaspx import pipeline
+    from adaspx.h5io import Artifact
+
+    manifest = json.loads((pool / "manifest.json").read_text())
+    images = []
+    with Artifact(pool / "base.h5") as base, Artifact(pool / "probs.h5") as probs:
+        for image_id in pipeline.pool_ids(manifest):
+            p = probs.get("probs", image_id).astype(np.float64)
+            images.append((image_id, base.get("labels", image_id), p / p.sum(axis=0)))
+    tempered, bvsb, top1 = [], [], []
+    for _, _, p in images:
+        with np.errstate(divide="ignore"):
+            z = np.log(p) / 0.1
+        q = np.exp(z - z.max(axis=0))
+        q /= q.sum(axis=0)
+        ranked = np.sort(q, axis=0)
+        tempered.append(q.reshape(len(q), -1))
+        bvsb.append(ranked[-2] / ranked[-1] + 1e-8)
+        top1.append(p.argmax(axis=0))
+    share = np.concatenate(tempered, axis=1).mean(axis=1)
+    weight = (6 * share + 1) ** -2
+    keys, scores, unweighted = [], [], []
+    for (image_id, labels, _), b, t in zip(images, bvsb, top1, strict=True):
+        for region in np.unique(labels):
+            inside = labels == region
+            keys.append((image_id, int(region)))
+            scores.append((b[inside] * weight[t[inside]]).mean())
+            unweighted.append(b[inside].mean())
+    return keys, np.asarray(scores), np.asarray(unweighted)
+
+
+def test_mulactseg_acquisition_selects_the_highest_weighted_bvsb(pool, tmp_path):
+    keys, scores, unweighted = _mulactseg_brute_force(pool)
+    sel = _acquire(pool, tmp_path / "sel.csv", strategy="mulactseg", budget=6)
+    best = np.argsort(-scores, kind="stable")[:6]
+    assert list(zip(sel["image"], sel["region"], strict=True)) == [keys[i] for i in best]
+    np.testing.assert_allclose(sel["score"].to_numpy(), scores[best], rtol=1e-4)
+    # the scores carry the class weights: unweighted, they would be off by more than the tolerance
+    assert np.abs(scores[best] / unweighted[best] - 1).min() > 1e-2
 
 
 def test_zero_budget_selects_nothing(pool, tmp_path):
@@ -462,18 +535,18 @@ def test_reserve_follows_the_selection_within_limits():
     costs = np.array([1, 1, 2, 1, 1, 1])
     images = np.array([0, 0, 1, 1, 2, 2])
     assert acq.reserve_after(np.array([0]), scores, costs, 3).tolist() == [1, 3, 4]  # by score per click
-    assert acq.reserve_after(np.array([0]), scores, costs, 9, images=images, max_per_image=1).tolist() == [3, 4]
+    assert acq.reserve_after(np.array([0]), scores, costs, 9, Limits(images=images, max_per_image=1)).tolist() == [3, 4]
     quota = np.array([2, 9])
     classes = np.array([0, 0, 1, 0, 1, 1])
-    got = acq.reserve_after(np.array([0]), scores, costs, 9, classes=classes, class_quota=quota)
+    got = acq.reserve_after(np.array([0]), scores, costs, 9, Limits(classes=classes, class_quota=quota))
     assert got.tolist() == [1, 4, 5, 2]  # class 0 has one click left after region 0: region 1 takes it
     assert acq.reserve_after(np.arange(6), scores, costs, 3).size == 0
     # the limits bound the reserve: with a cap of 2, image 0 is full and images 1 and 2 take two more each; with a
     # cap of 1, only image 2 has room
-    capped = dict(images=images, max_per_image=2)
-    assert acq.reserve_after(np.array([0, 1]), scores, costs, 9, **capped).tolist() == [3, 4, 5, 2]
-    capped = dict(images=images, max_per_image=1)
-    assert acq.reserve_after(np.array([0, 2]), scores, costs, 9, **capped).tolist() == [4]
+    capped = Limits(images=images, max_per_image=2)
+    assert acq.reserve_after(np.array([0, 1]), scores, costs, 9, capped).tolist() == [3, 4, 5, 2]
+    capped = Limits(images=images, max_per_image=1)
+    assert acq.reserve_after(np.array([0, 2]), scores, costs, 9, capped).tolist() == [4]
 
 
 def test_budget_above_the_pool_selects_every_candidate_and_warns(pool, tmp_path, caplog):
@@ -508,8 +581,9 @@ def test_statistics_stored_by_merge_select_as_computed_ones(pool, tmp_path, stra
     from adaspx import pipeline
 
     regions = tmp_path / "regions.h5"
-    extras = {"entropy": strategy == "entropy", "official_counts": strategy == "class_balanced_official"}
-    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, **extras, **PROVENANCE)
+    features = acq.STRATEGIES[strategy].features
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, features=features,
+                               **PROVENANCE)  # fmt: skip
     _without_stats(regions, tmp_path / "plain.h5")
     args = dict(strategy=strategy, budget=6, **PROVENANCE, click_cost="classes", size_exponent=0.5)
     stored, computed = tmp_path / "stored.csv", tmp_path / "computed.csv"
@@ -535,8 +609,8 @@ def test_merge_statistics_equal_region_stats_of_the_merged_map(pool, tmp_path):
     from adaspx.merge import region_stats
 
     regions = tmp_path / "regions.h5"
-    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05, entropy=True,
-                               official_counts=True, **PROVENANCE)  # fmt: skip
+    pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05,
+                               features=["entropy", "official_counts"], **PROVENANCE)  # fmt: skip
     with Artifact(regions) as r, Artifact(pool / "probs.h5") as p:
         stats, per_image = r.table("stats"), r.table("image_stats")
         for j, name in enumerate(per_image["image"].astype(str)):

@@ -39,3 +39,17 @@ def test_conda_environment_mirrors_pyproject():
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert sorted(d for d in pip if not d.startswith("-e")) == sorted(deps)
+
+
+def test_schema_lists_the_registered_strategies_and_the_docs_describe_each():
+    from adaspx.acquisition import STRATEGIES
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    enum = schema["properties"]["experiments"]["items"]["properties"]["acquisition"]["enum"]
+    assert enum == list(STRATEGIES)
+    row = next(
+        line
+        for line in (ROOT / "config" / "README.md").read_text().splitlines()
+        if "`experiments[].acquisition`" in line
+    )
+    assert [name for name in STRATEGIES if f"`{name}`" not in row] == []

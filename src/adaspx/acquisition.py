@@ -11,17 +11,24 @@ import logging
 import math
 import sys
 import warnings
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("random", "margin", "entropy", "class_balanced", "class_balanced_official", "class_balanced_cai")
-CLASS_BALANCED = ("class_balanced", "class_balanced_official", "class_balanced_cai")
 CLICK_COSTS = ("region", "classes")
 
 OFFICIAL_IMAGE_PIXELS = 1024 * 2048
 """The reference code divides its class pixel counts by ``n_images * 1024 * 2048`` (full-resolution Cityscapes)."""
+
+MULACTSEG_TEMPERATURE = 0.1
+"""MulActSeg's softmax temperature (``--ce_temp 0.1``) for its BvSB uncertainty and its class distribution."""
+MULACTSEG_COEFF = 6.0
+"""MulActSeg's class weight coefficient (``--cls_weight_coeff 6.0``): weights ``(6 p_c + 1) ** -2``."""
+MULACTSEG_EPS = 1e-8
+"""MulActSeg adds ``1e-8`` to every pixel's BvSB ratio."""
 
 ILP_GAP_REL = 1e-3
 ILP_TIME_LIMIT = 5.0
@@ -99,6 +106,43 @@ def class_balanced_scores(uncertainty: np.ndarray, predicted: np.ndarray, class_
     return minmax(uncertainty) * weights[np.asarray(predicted, dtype=np.int64)]
 
 
+def tempered(probs: np.ndarray, temperature: float, axis: int = 0) -> np.ndarray:
+    """``softmax(log p / T)`` along the class ``axis``, in float64: the probabilities of the logits divided by ``T``
+    (``softmax(z / T) = p ** (1 / T) / sum_k p_k ** (1 / T)``), computed as ``(p / max p) ** (1 / T)`` normalised."""
+    p = np.asarray(probs, dtype=np.float64)
+    r = (p / p.max(axis=axis, keepdims=True)) ** (1.0 / temperature)
+    return r / r.sum(axis=axis, keepdims=True)
+
+
+def tempered_bvsb(probs: np.ndarray, temperature: float, axis: int = 0) -> np.ndarray:
+    """Per-pixel best-versus-second-best ratio of the tempered probabilities, ``q_(2) / q_(1) + 1e-8`` (in (0, 1],
+    higher = less sure), which is ``(p_(2) / p_(1)) ** (1 / T) + 1e-8``; 1e-8 alone with a single class."""
+    p = np.asarray(probs, dtype=np.float64)
+    c = p.shape[axis]
+    if c < 2:
+        return np.full(np.delete(p.shape, axis), MULACTSEG_EPS)
+    top2 = np.partition(p, (c - 2, c - 1), axis=axis)
+    second, first = np.take(top2, c - 2, axis=axis), np.take(top2, c - 1, axis=axis)
+    return (second / first) ** (1.0 / temperature) + MULACTSEG_EPS
+
+
+def mulactseg_class_weights(tempered_prob_sums: np.ndarray, coeff: float = MULACTSEG_COEFF) -> np.ndarray:
+    """MulActSeg's class weights ``(coeff * p_c + 1) ** -2``, ``p_c`` the pool's mean tempered probability of c
+    (``tempered_prob_sums``: summed over the pool's pixels; normalised here, as every pixel's probabilities sum
+    to 1)."""
+    sums = np.asarray(tempered_prob_sums, dtype=np.float64)
+    share = sums / max(float(sums.sum()), np.finfo(np.float64).tiny)
+    return (coeff * share + 1.0) ** -2
+
+
+def mulactseg_scores(bvsb_by_class: np.ndarray, sizes: np.ndarray, class_weights: np.ndarray) -> np.ndarray:
+    """MulActSeg's region score, the mean over the region's pixels x of ``bvsb(x) * w[argmax p(x)]``:
+    ``sum_c w_c * bvsb_by_class[:, c] / size``, ``bvsb_by_class[s, c]`` the summed :func:`tempered_bvsb` of the
+    pixels of region s predicted as c."""
+    sums = np.asarray(bvsb_by_class, dtype=np.float64)
+    return (sums * np.asarray(class_weights, dtype=np.float64)).sum(axis=1) / np.asarray(sizes, dtype=np.float64)
+
+
 def size_weights(sizes: np.ndarray, exponent: float) -> np.ndarray:
     """``(size / mean size) ** exponent``: > 1 favours large regions, < 0 small ones, 0 = all ones."""
     sizes = np.asarray(sizes, dtype=np.float64)
@@ -126,18 +170,43 @@ def dense_index(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return np.searchsorted(ids, labels)
 
 
+OPTIONAL_FEATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "entropy": (("entropy",), ()),
+    "official_counts": ((), ("class_pixels_half",)),
+    "tempered_bvsb": (("bvsb_by_class",), ("tempered_probs",)),
+}
+"""Region statistics computed only for the strategies that need them (:attr:`Strategy.features`): name -> (the
+per-region columns, the per-image columns) that :func:`region_features` adds and a regions artifact stores."""
+
+
+def feature_columns(features: Collection[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The per-region and per-image columns of the optional ``features`` (in :data:`OPTIONAL_FEATURES` order)."""
+    unknown = sorted(set(features) - OPTIONAL_FEATURES.keys())
+    if unknown:
+        raise ValueError(
+            f"region features {', '.join(unknown)} unknown; expected some of {', '.join(OPTIONAL_FEATURES)}"
+        )
+    chosen = [OPTIONAL_FEATURES[f] for f in OPTIONAL_FEATURES if f in features]
+    return tuple(c for region, _ in chosen for c in region), tuple(c for _, image in chosen for c in image)
+
+
 def region_features(
-    labels: np.ndarray, probs: np.ndarray, stats, stride: int, *, entropy: bool = False, official: bool = False
+    labels: np.ndarray, probs: np.ndarray, stats, stride: int, features: Collection[str] = ()
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """What acquisition needs to know of one image's regions, from their :class:`adaspx.merge.RegionStats`.
 
     ``labels``: the (H, W) region map the statistics describe; ``probs``: float32 (C, h, w) probabilities stored
     at ``stride`` (label pixel (y, x) reads (y // stride, x // stride)). Returns the per-region columns ``region``,
     ``size``, ``uncertainty``, ``predicted``, ``classes`` (distinct per-pixel argmax classes in the region, the
-    ``classes`` click estimate) and, with ``entropy``, ``entropy`` (mean per-pixel entropy); and the per-image
-    ``class_pixels`` (argmax pixel counts per class) and, with ``official``, ``class_pixels_half`` (the same on every
-    second row and column: the reference code's half-resolution counts, for ``class_balanced_official``).
+    ``classes`` click estimate) and the per-image ``class_pixels`` (argmax pixel counts per class), plus the columns
+    of the optional ``features`` (:data:`OPTIONAL_FEATURES`): ``entropy``, the column ``entropy`` (mean per-pixel
+    entropy); ``official_counts``, the per-image ``class_pixels_half`` (argmax counts on every second row and
+    column: the reference code's half-resolution counts, for ``class_balanced_official``); ``tempered_bvsb``, for
+    ``mulactseg`` at temperature :data:`MULACTSEG_TEMPERATURE`, the (R, C) column ``bvsb_by_class`` (per region
+    and class c, the summed :func:`tempered_bvsb` of its pixels whose argmax is c) and the per-image
+    ``tempered_probs`` (the :func:`tempered` probabilities summed over the image's pixels).
     """
+    feature_columns(features)  # names checked
     hist = stats.class_hist
     columns = {
         "region": stats.ids,
@@ -147,19 +216,174 @@ def region_features(
         "classes": (hist > 0).sum(axis=1).astype(np.int64),
     }
     per_image = {"class_pixels": hist.sum(axis=0).astype(np.int64)}
-    if official:
+    if "official_counts" in features:
         c = probs.shape[0]
         rows = np.arange(0, labels.shape[0], 2) // stride
         cols = np.arange(0, labels.shape[1], 2) // stride
         am = probs[:, rows[:, None], cols[None, :]].argmax(axis=0)
         per_image["class_pixels_half"] = np.bincount(am.ravel(), minlength=c)[:c].astype(np.int64)
-    if entropy:
-        ent = pixel_entropy(probs, axis=0)
-        if stride > 1:
-            ent = ent[(np.arange(labels.shape[0]) // stride)[:, None], (np.arange(labels.shape[1]) // stride)[None, :]]
+    if "entropy" in features:
+        ent = _at_labels(pixel_entropy(probs, axis=0), labels.shape, stride)
         dense = dense_index(labels, stats.ids).ravel()
         columns["entropy"] = np.bincount(dense, weights=ent.ravel(), minlength=len(stats.ids)) / stats.counts
+    if "tempered_bvsb" in features:
+        c, n = probs.shape[0], len(stats.ids)
+        bvsb = _at_labels(tempered_bvsb(probs, MULACTSEG_TEMPERATURE), labels.shape, stride).ravel()
+        top1 = _at_labels(probs.argmax(axis=0), labels.shape, stride).ravel()
+        cell = dense_index(labels, stats.ids).ravel() * c + top1
+        columns["bvsb_by_class"] = np.bincount(cell, weights=bvsb, minlength=n * c).reshape(n, c)
+        # summed over the label pixels: each stored pixel counts as often as label pixels read it
+        h, w = probs.shape[1:]
+        reads = np.outer(
+            np.bincount(np.arange(labels.shape[0]) // stride, minlength=h)[:h],
+            np.bincount(np.arange(labels.shape[1]) // stride, minlength=w)[:w],
+        )
+        per_image["tempered_probs"] = (tempered(probs, MULACTSEG_TEMPERATURE) * reads).sum(axis=(1, 2))
     return columns, per_image
+
+
+def _at_labels(values: np.ndarray, shape: tuple[int, int], stride: int) -> np.ndarray:
+    """A per-pixel map stored at ``stride`` (its last two axes) read at every pixel of a ``shape`` label map."""
+    if stride == 1:
+        return values
+    rows, cols = np.arange(shape[0]) // stride, np.arange(shape[1]) // stride
+    return values[..., rows[:, None], cols[None, :]]
+
+
+# ------------------------------------------------------------------------------------------------ strategies
+
+
+@dataclass(frozen=True)
+class Pool:
+    """What a strategy scores: the round's candidates and what is known of the whole pool.
+
+    ``columns``: one entry per candidate in each array: ``size``, ``uncertainty``, ``predicted``, ``classes`` and
+    the per-region columns of the strategy's :attr:`Strategy.features`; ``totals``: per-image columns summed over
+    the pool's images (``class_pixels`` and the strategy's); ``predicted``: the predicted class of every region of
+    the pool, candidates or not (-1 without a model); ``n_images``: the pool's images.
+    """
+
+    columns: Mapping[str, np.ndarray]
+    totals: Mapping[str, np.ndarray]
+    predicted: np.ndarray
+    n_images: int
+    num_classes: int
+
+    def __len__(self) -> int:
+        return len(self.columns["size"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Strategy:
+    """An acquisition strategy: what it needs of the previous round's model, and how it scores candidates.
+
+    ``uses_model``: its scores read a model's region statistics (a model-free strategy gets them only for estimated
+    class costs and class quotas, and its scores are not size-weighted); ``features``: the optional region
+    statistics (:data:`OPTIONAL_FEATURES`) its scores read. :meth:`scores` is higher = query first.
+    """
+
+    name: str
+    uses_model: bool = True
+    features: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        feature_columns(self.features)  # names checked
+        if self.features and not self.uses_model:
+            raise ValueError(f"strategy {self.name!r}: region features need a model")
+
+    def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Random(Strategy):
+    """Uniform random scores (:func:`random_scores`)."""
+
+    uses_model: bool = False
+
+    def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
+        return random_scores(len(pool), rng)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Margin(Strategy):
+    """The region's mean margin ratio (:func:`margin_scores`)."""
+
+    def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
+        return margin_scores(pool.columns["uncertainty"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class Entropy(Strategy):
+    """The region's mean per-pixel entropy (:func:`entropy_scores`)."""
+
+    features: tuple[str, ...] = ("entropy",)
+
+    def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
+        return entropy_scores(pool.columns["entropy"])
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassBalanced(Strategy):
+    """Cai et al.'s class-balanced score (:func:`class_balanced_scores`) with ``share``'s ``p_c``: ``pixels``
+    (:func:`pixel_share`), ``official`` (:func:`official_share`) or ``regions`` (:func:`region_share`)."""
+
+    share: str = "pixels"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.share not in ("pixels", "official", "regions"):
+            raise ValueError(f"strategy {self.name!r}: class share {self.share!r} unknown")
+
+    def class_share(self, pool: Pool) -> np.ndarray:
+        if self.share == "pixels":
+            return pixel_share(pool.totals["class_pixels"])
+        if self.share == "official":
+            return official_share(pool.totals["class_pixels_half"], pool.n_images)
+        return region_share(pool.predicted, pool.num_classes)
+
+    def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
+        share = self.class_share(pool)
+        log.info("class shares p_c (%s): %s", self.name, np.array2string(share, precision=4))
+        return class_balanced_scores(pool.columns["uncertainty"], pool.columns["predicted"], share)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MulActSeg(Strategy):
+    """MulActSeg's acquisition (Hwang et al., NeurIPS 2023): the region's mean of the pixels' tempered BvSB ratio
+    weighted by the class weight ``(coeff * p_c + 1) ** -2`` of their argmax class (:func:`mulactseg_scores`,
+    :func:`mulactseg_class_weights`), ``p_c`` the pool's mean tempered probability of class c."""
+
+    features: tuple[str, ...] = ("tempered_bvsb",)
+    coeff: float = MULACTSEG_COEFF
+
+    def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
+        weights = mulactseg_class_weights(pool.totals["tempered_probs"], self.coeff)
+        log.info("class weights (%s): %s", self.name, np.array2string(weights, precision=4))
+        return mulactseg_scores(pool.columns["bvsb_by_class"], pool.columns["size"], weights)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    s.name: s
+    for s in (
+        Random(name="random"),
+        Margin(name="margin"),
+        Entropy(name="entropy"),
+        ClassBalanced(name="class_balanced", share="pixels"),
+        ClassBalanced(name="class_balanced_official", share="official", features=("official_counts",)),
+        ClassBalanced(name="class_balanced_cai", share="regions"),
+        MulActSeg(name="mulactseg"),
+    )
+}
+"""Every acquisition strategy by name (``experiments[].acquisition``); a new one is added here alone."""
+
+
+def strategy(name: str) -> Strategy:
+    """The strategy called ``name``; ValueError for an unknown one."""
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"acquisition {name!r} unknown; expected one of {', '.join(STRATEGIES)}") from None
 
 
 # ------------------------------------------------------------------------------------------------- costs
@@ -179,6 +403,52 @@ def click_costs(model: str, n: int, predicted_classes: np.ndarray | None = None)
 
 
 # --------------------------------------------------------------------------------------------- selection
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a selection may take besides its budget: at most ``max_per_image`` candidates of each value of
+    ``images`` (one image index per candidate), and at most ``class_quota[c]`` clicks on the candidates whose
+    ``classes`` is c. None = no such limit (``images``, ``classes`` are read only with their limit)."""
+
+    images: np.ndarray | None = None
+    max_per_image: int | None = None
+    classes: np.ndarray | None = None
+    class_quota: np.ndarray | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.max_per_image is not None or self.class_quota is not None
+
+    def checked(self, n: int) -> Limits:
+        """These limits as arrays, for ``n`` candidates: ValueError where they do not fit."""
+        images, classes, quota = self.images, self.classes, None
+        if self.max_per_image is not None:
+            if self.max_per_image < 1:
+                raise ValueError(f"max_per_image must be >= 1, got {self.max_per_image}")
+            if images is None or np.shape(images) != (n,):
+                raise ValueError("max_per_image needs one image index per candidate")
+            images = np.asarray(images)
+        if self.class_quota is not None:
+            quota = np.asarray(self.class_quota, dtype=np.int64)
+            if classes is None or np.shape(classes) != (n,):
+                raise ValueError("class quotas need one class per candidate")
+            classes = np.asarray(classes, dtype=np.int64)
+            if classes.size and (classes.min() < 0 or classes.max() >= quota.size):
+                raise ValueError(f"candidate classes must lie in [0, {quota.size}) for class quotas")
+        return Limits(images, self.max_per_image, classes, quota)
+
+    def subset(self, idx: np.ndarray) -> Limits:
+        """The limits of the candidates ``idx`` (the quotas and the cap unchanged)."""
+        return Limits(
+            None if self.images is None else self.images[idx],
+            self.max_per_image,
+            None if self.classes is None else self.classes[idx],
+            self.class_quota,
+        )
+
+
+NO_LIMITS = Limits()
 
 
 def class_quotas(max_per_class: float | None, budget: int, num_classes: int) -> np.ndarray | None:
@@ -228,7 +498,7 @@ def _rank_order(scores: np.ndarray, k: int) -> np.ndarray:
     return idx[np.argsort(-scores[idx], kind="stable")]
 
 
-def _greedy_prefix(scores, costs, budget, images, max_per_image, classes, quotas, prefix=4):
+def _greedy_prefix(scores, costs, budget, limits: Limits, prefix=4):
     """Greedy over the best candidates only, widening until the budget is filled inside them.
 
     Greedy takes candidates in rank order, so once the budget is spent inside the best T candidates, the
@@ -238,15 +508,16 @@ def _greedy_prefix(scores, costs, budget, images, max_per_image, classes, quotas
     t = min(scores.size, max(1, prefix * budget))
     while True:
         order = _rank_order(scores, t)
-        take = _greedy_order(order, costs, budget, images, max_per_image, classes, quotas)
+        take = _greedy_order(order, costs, budget, limits)
         if costs[order[take]].sum() == budget or t == scores.size:
             return order[take], (int(take[-1]) + 1 if take.size else 0)
         t = min(scores.size, 4 * t)
 
 
-def _greedy_order(order, costs, budget, images, max_per_image, classes, quotas, count=None) -> np.ndarray:
+def _greedy_order(order, costs, budget, limits: Limits, count=None) -> np.ndarray:
     """Positions in ``order`` that greedy takes: in order, while budget, per-image cap and class quota allow, and
     at most ``count`` of them. A feasible head of ``order`` is taken whole, so the rest extends it."""
+    images, max_per_image, classes, quotas = limits.images, limits.max_per_image, limits.classes, limits.class_quota
     count = order.size if count is None else count
     if max_per_image is None and quotas is None and np.all(costs[order] == 1):
         return np.arange(min(budget, order.size, count))
@@ -289,7 +560,7 @@ def _top_in_groups(scores: np.ndarray, groups: np.ndarray, keep: int | np.ndarra
     return mask
 
 
-def _prefilter(scores, costs, budget, images, max_per_image, classes, quotas, depth) -> np.ndarray:
+def _prefilter(scores, costs, budget, limits: Limits, depth) -> np.ndarray:
     """Indices of the candidates the integer program considers, ascending.
 
     Only the best ``2 * max(depth, budget)`` candidates by greedy's ranking key ``scores`` (the score, or the
@@ -298,6 +569,7 @@ def _prefilter(scores, costs, budget, images, max_per_image, classes, quotas, de
     the best ``min(max_per_image, quota // cost, budget // cost)``: two candidates of one cell are interchangeable
     for every constraint, so this cut keeps every optimal choice.
     """
+    images, max_per_image, classes, quotas = limits.images, limits.max_per_image, limits.classes, limits.class_quota
     idx = _rank_order(scores, min(scores.size, 2 * max(depth, budget)))
     c = costs[idx]
     key = c.copy()
@@ -315,10 +587,11 @@ def _prefilter(scores, costs, budget, images, max_per_image, classes, quotas, de
     return np.sort(idx[_top_in_groups(scores[idx], cell, limit)])
 
 
-def _program(scores, costs, budget, images, max_per_image, classes, quotas, binary: bool):
+def _program(scores, costs, budget, limits: Limits, binary: bool):
     """The selection as a PuLP problem over one variable per candidate (0/1, or in [0, 1] for the relaxation)."""
     import pulp
 
+    images, max_per_image, classes, quotas = limits.images, limits.max_per_image, limits.classes, limits.class_quota
     cat = pulp.LpBinary if binary else pulp.LpContinuous
     x = [pulp.LpVariable(f"x{i}", lowBound=0, upBound=1, cat=cat) for i in range(scores.size)]
     prob = pulp.LpProblem("acquire", pulp.LpMaximize)
@@ -342,7 +615,7 @@ def _solved(prob, x) -> np.ndarray | None:
     return np.array([v.value() or 0.0 for v in x])
 
 
-def _ilp(scores, costs, budget, images, max_per_image, classes, quotas, gap_rel, time_limit):
+def _ilp(scores, costs, budget, limits: Limits, gap_rel, time_limit):
     """Solve the selection with CBC; None when CBC returns no usable solution.
 
     The LP relaxation first: with unit costs the program is a network flow (budget -> images -> classes) whose LP
@@ -353,12 +626,12 @@ def _ilp(scores, costs, budget, images, max_per_image, classes, quotas, gap_rel,
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # PuLP 3.3 announces its 4.0 API on every call
-        return _ilp_inner(pulp, scores, costs, budget, images, max_per_image, classes, quotas, gap_rel, time_limit)
+        return _ilp_inner(pulp, scores, costs, budget, limits, gap_rel, time_limit)
 
 
-def _ilp_inner(pulp, scores, costs, budget, images, max_per_image, classes, quotas, gap_rel, time_limit):
+def _ilp_inner(pulp, scores, costs, budget, limits: Limits, gap_rel, time_limit):
     solver = pulp.PULP_CBC_CMD(msg=False, gapRel=gap_rel, timeLimit=time_limit)
-    args = (scores, costs, budget, images, max_per_image, classes, quotas)
+    args = (scores, costs, budget, limits)
     prob, x = _program(*args, binary=False)
     prob.solve(solver)
     values = _solved(prob, x)
@@ -382,15 +655,15 @@ def _ilp_inner(pulp, scores, costs, budget, images, max_per_image, classes, quot
         "CBC returned no 0/1 solution in time (status %s): taking the rounded-down LP solution, filled greedily",
         pulp.LpStatus.get(prob.status, prob.status),
     )
-    return _fill(fixed, scores, costs, budget, images, max_per_image, classes, quotas)
+    return _fill(fixed, scores, costs, budget, limits)
 
 
-def _fill(fixed, scores, costs, budget, images, max_per_image, classes, quotas) -> np.ndarray:
+def _fill(fixed, scores, costs, budget, limits: Limits) -> np.ndarray:
     """``fixed`` (feasible) plus what greedy, by score per click, adds under the remaining budget, caps and quotas."""
     rest = np.setdiff1d(np.arange(scores.size), fixed)
     rest = rest[np.argsort(-_density(scores, costs)[rest], kind="stable")]
     seq = np.concatenate([np.asarray(fixed, dtype=np.int64), rest])
-    return seq[_greedy_order(seq, costs, budget, images, max_per_image, classes, quotas)]
+    return seq[_greedy_order(seq, costs, budget, limits)]
 
 
 def _members(groups: np.ndarray) -> dict[int, list[int]]:
@@ -401,7 +674,8 @@ def _members(groups: np.ndarray) -> dict[int, list[int]]:
     return {int(part_g[0]): part.tolist() for part, part_g in parts}
 
 
-def _feasible(sel, costs, budget, images, max_per_image, classes, quotas) -> bool:
+def _feasible(sel, costs, budget, limits: Limits) -> bool:
+    images, max_per_image, classes, quotas = limits.images, limits.max_per_image, limits.classes, limits.class_quota
     if costs[sel].sum() > budget:
         return False
     if max_per_image is not None and sel.size and np.unique(images[sel], return_counts=True)[1].max() > max_per_image:
@@ -417,11 +691,8 @@ def select_under_budget(
     scores: np.ndarray,
     costs: np.ndarray,
     budget: int,
+    limits: Limits = NO_LIMITS,
     *,
-    images: np.ndarray | None = None,
-    max_per_image: int | None = None,
-    classes: np.ndarray | None = None,
-    class_quota: np.ndarray | None = None,
     gap_rel: float = ILP_GAP_REL,
     time_limit: float = ILP_TIME_LIMIT,
 ) -> np.ndarray:
@@ -431,9 +702,8 @@ def select_under_budget(
     the regions that carry the most score per click. Without limits and with unit costs this is the plain top-k
     (ties keep the candidates' order). Costs other than 1 without limits: greedy by score per click, whose loss
     is at most one region's score; kept when within ``gap_rel`` of the LP bound (any budget of many clicks),
-    else the 0/1 program below is solved. A per-image cap (``max_per_image`` regions of each value of
-    ``images``) or per-class click quotas (``class_quota[c]`` clicks for candidates with ``classes == c``) make it
-    a 0/1 program solved by CBC (PuLP) with relative gap ``gap_rel`` and ``time_limit`` seconds on pre-filtered
+    else the 0/1 program below is solved. ``limits`` (:class:`Limits`): a per-image cap or per-class click quotas
+    make it a 0/1 program solved by CBC (PuLP) with relative gap ``gap_rel`` and ``time_limit`` seconds on pre-filtered
     candidates; when CBC gives no usable solution, or a worse one than greedy, the greedy choice is taken (with a
     warning). With unit costs and a single kind of limit the greedy choice is optimal and no program is solved. A
     budget above the total cost selects everything (limits permitting), with a warning.
@@ -448,25 +718,12 @@ def select_under_budget(
         raise ValueError(f"{int(np.isnan(scores).sum())} candidate scores are NaN")
     if costs.size and costs.min() < 1:
         raise ValueError("click costs must be >= 1")
-    if max_per_image is not None:
-        if max_per_image < 1:
-            raise ValueError(f"max_per_image must be >= 1, got {max_per_image}")
-        if images is None or np.shape(images) != scores.shape:
-            raise ValueError("max_per_image needs one image index per candidate")
-        images = np.asarray(images)
-    quotas = None
-    if class_quota is not None:
-        quotas = np.asarray(class_quota, dtype=np.int64)
-        if classes is None or np.shape(classes) != scores.shape:
-            raise ValueError("class quotas need one class per candidate")
-        classes = np.asarray(classes, dtype=np.int64)
-        if classes.size and (classes.min() < 0 or classes.max() >= quotas.size):
-            raise ValueError(f"candidate classes must lie in [0, {quotas.size}) for class quotas")
+    limits = limits.checked(scores.size)
     if budget == 0 or scores.size == 0:
         return np.zeros(0, dtype=np.int64)
-    limits = max_per_image is not None or quotas is not None
+    limited = limits.any
     total = int(costs.sum())
-    if budget >= total and not limits:
+    if budget >= total and not limited:
         if budget > total:
             log.warning(
                 "budget of %d clicks exceeds the %d clicks of the whole candidate pool: selecting all", budget, total
@@ -476,23 +733,15 @@ def select_under_budget(
         log.warning("budget of %d clicks exceeds the %d clicks of the whole candidate pool", budget, total)
     unit = bool(np.all(costs == 1))
     rank = _density(scores, costs)
-    greedy, depth = _greedy_prefix(rank, costs, budget, images, max_per_image, classes, quotas)
+    greedy, depth = _greedy_prefix(rank, costs, budget, limits)
     greedy = greedy[np.argsort(-scores[greedy], kind="stable")]
-    single_limit = (max_per_image is None) != (quotas is None)
-    if (not limits and unit) or (unit and single_limit):  # top-k, or a (laminar) matroid: greedy is optimal
+    single_limit = (limits.max_per_image is None) != (limits.class_quota is None)
+    if (not limited and unit) or (unit and single_limit):  # top-k, or a (laminar) matroid: greedy is optimal
         return greedy
-    if not limits and _greedy_is_within_gap(scores, costs, rank, budget, greedy, depth, gap_rel):
+    if not limited and _greedy_is_within_gap(scores, costs, rank, budget, greedy, depth, gap_rel):
         return greedy  # a knapsack whose greedy fill is as good as the solver's gap
-    cand = _prefilter(rank, costs, budget, images, max_per_image, classes, quotas, depth)
-    sub = (
-        scores[cand],
-        costs[cand],
-        budget,
-        None if images is None else images[cand],
-        max_per_image,
-        None if classes is None else classes[cand],
-        quotas,
-    )
+    cand = _prefilter(rank, costs, budget, limits, depth)
+    sub = (scores[cand], costs[cand], budget, limits.subset(cand))
     if _feasible(np.arange(cand.size), *sub[1:]):
         chosen = cand  # everything left fits
     else:
@@ -512,18 +761,14 @@ def reserve_after(
     scores: np.ndarray,
     costs: np.ndarray,
     size: int,
-    *,
-    images: np.ndarray | None = None,
-    max_per_image: int | None = None,
-    classes: np.ndarray | None = None,
-    class_quota: np.ndarray | None = None,
+    limits: Limits = NO_LIMITS,
 ) -> np.ndarray:
     """Up to ``size`` candidates to offer after ``chosen`` when the costs are only estimates, best first.
 
     The annotator answers the selection until the true clicks spend the budget; where the estimates were too high,
     it goes on with these. They follow the selection's order (score per click), skipping what would break the
-    per-image cap or a class quota counted over ``chosen`` and the reserve before them (quotas on the estimated
-    costs), so the limits hold however many of them are answered.
+    per-image cap or a class quota of ``limits`` counted over ``chosen`` and the reserve before them (quotas on the
+    estimated costs), so the limits hold however many of them are answered.
     """
     scores = np.asarray(scores, dtype=np.float64)
     costs = np.asarray(costs, dtype=np.int64)
@@ -531,17 +776,13 @@ def reserve_after(
     n = scores.size
     if size <= 0 or chosen.size >= n:
         return np.zeros(0, dtype=np.int64)
+    limits = limits.checked(n)
     key = np.array(_density(scores, costs), dtype=np.float64)  # a copy: chosen ones are masked out below
     key[chosen] = -np.inf
-    used_class = None
-    if class_quota is not None:
-        used_class = np.bincount(np.asarray(classes)[chosen], weights=costs[chosen], minlength=len(class_quota))
-    size = min(size, _reserve_capacity(n, chosen, images, max_per_image, class_quota, used_class))
+    size = min(size, _reserve_capacity(n, chosen, costs, limits))
     if size <= 0:
         return np.zeros(0, dtype=np.int64)
-    limited = max_per_image is not None or class_quota is not None
-    images = None if images is None else np.asarray(images)
-    classes = None if classes is None else np.asarray(classes)
+    limited = limits.any
     # the best candidates only, widening while the limits leave too few of them (as _greedy_prefix)
     t = min(n, chosen.size + 2 * size)
     while True:
@@ -552,24 +793,26 @@ def reserve_after(
         # greedy without a budget over the selection followed by these: the selection is taken whole (it is
         # feasible), what follows within the limits is the reserve
         seq = np.concatenate([chosen, order])
-        pos = _greedy_order(seq, costs, sys.maxsize, images, max_per_image, classes, class_quota, chosen.size + size)
+        pos = _greedy_order(seq, costs, sys.maxsize, limits, chosen.size + size)
         out = seq[pos[pos >= chosen.size]]
         if out.size == size or t == n:
             return out
         t = min(n, 4 * t)
 
 
-def _reserve_capacity(n, chosen, images, max_per_image, class_quota, used_per_class) -> int:
+def _reserve_capacity(n, chosen, costs, limits: Limits) -> int:
     """How many more regions the limits allow at most: the room left under the per-image cap (at most the
     regions an image has left), and the clicks left under the class quotas (a region costs at least one)."""
+    max_per_image, class_quota = limits.max_per_image, limits.class_quota
     capacity = n - chosen.size
     if max_per_image is not None:
-        codes = np.asarray(images)
+        codes = limits.images
         if not (np.issubdtype(codes.dtype, np.integer) and codes.size and 0 <= codes.min() and codes.max() <= n):
             _, codes = np.unique(codes, return_inverse=True)  # image codes (0..n) are counted directly
         total = np.bincount(codes)
         used = np.bincount(codes[chosen], minlength=total.size)
         capacity = min(capacity, int(np.minimum(np.maximum(max_per_image - used, 0), total - used).sum()))
     if class_quota is not None:
+        used_per_class = np.bincount(limits.classes[chosen], weights=costs[chosen], minlength=len(class_quota))
         capacity = min(capacity, int(np.maximum(class_quota - used_per_class, 0).sum()))
     return capacity

@@ -156,8 +156,9 @@ class Probabilities:
 
 
 STATS_COLUMNS = ("region", "size", "uncertainty", "predicted", "classes")
-"""Per-region columns of a regions artifact's ``/stats`` table; ``entropy`` is added when an experiment needs it,
-and ``image`` is the row of the image in ``/image_stats``."""
+"""Per-region columns of a regions artifact's ``/stats`` table; optional ones (``entropy``, ``bvsb_by_class``: see
+:data:`adaspx.acquisition.OPTIONAL_FEATURES`) are added when an experiment needs them, and ``image`` is the row of
+the image in ``/image_stats``."""
 
 
 class RegionTableWriter:
@@ -209,8 +210,8 @@ class RegionTable:
                 self._where[name] = (part, j, int(table["start"][j]), int(table["count"][j]))
 
     def get(self, image_id: str, columns: Sequence[str], image_columns: Sequence[str]) -> dict[str, np.ndarray] | None:
-        """The per-region ``columns`` and the per-image ``image_columns`` (``class_pixels``, ``class_pixels_half``:
-        see :func:`adaspx.acquisition.region_features`) of ``image_id``; None when the image or a column is
+        """The per-region ``columns`` and the per-image ``image_columns`` (``class_pixels``, ``class_pixels_half``,
+        ...: see :func:`adaspx.acquisition.region_features`) of ``image_id``; None when the image or a column is
         missing."""
         if image_id not in self._where:
             return None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from adaspx.acquisition import STRATEGIES
 from adaspx.datasets import DatasetError, source_files
 from adaspx.synthetic import SUMMARY, check_generated_root
 
@@ -132,30 +133,29 @@ def previous_probs(w):
 
 def acquire_probs(w):
     """Scores need region statistics: adaptive regions carry them (merge_superpixels), base and oracle regions
-    are scored from the previous round's probabilities. Random selection uses a model only to estimate class
-    costs (al.click_cost: classes) and for class quotas (al.max_per_class), as every other strategy does.
+    are scored from the previous round's probabilities. A strategy that scores without a model (random) uses one
+    only to estimate class costs (al.click_cost: classes) and for class quotas (al.max_per_class), as every other
+    strategy does.
     """
     exp = experiment(w.experiment)
     model_free = (
         config["al"]["click_cost"] == "region" and config["al"]["max_per_class"] is None
     )
-    if (exp["acquisition"] == "random" and model_free) or exp["regions"] == "adaptive":
+    scores_need_model = STRATEGIES[exp["acquisition"]].uses_model
+    if (not scores_need_model and model_free) or exp["regions"] == "adaptive":
         return []
     return previous_probs(w)
 
 
 def merge_statistics(w):
     """Optional region statistics the merge stores for the experiments that read its regions (round 0's regions
-    serve every adaptive experiment of the seed): mean entropies, the reference's half-resolution class counts.
+    serve every adaptive experiment of the seed): the features their strategies need (adaspx.acquisition).
     """
     users = (
         EXPERIMENTS.values() if w.experiment == WARMUP else [experiment(w.experiment)]
     )
     strategies = {e["acquisition"] for e in users if e["regions"] == "adaptive"}
-    return {
-        "entropy": "entropy" in strategies,
-        "official_counts": "class_balanced_official" in strategies,
-    }
+    return {"features": sorted({f for s in strategies for f in STRATEGIES[s].features})}
 
 
 def sieve_probs(w):

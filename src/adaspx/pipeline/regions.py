@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -26,14 +27,13 @@ def merge_superpixels(
     round: int,
     max_visited: int | None = None,
     threads: int | None = None,
-    entropy: bool = False,
-    official_counts: bool = False,
+    features: Sequence[str] = (),
 ) -> None:
     """Adaptive regions of one pool shard, and their statistics for acquisition (``/stats``, ``/image_stats``; see
-    :func:`adaspx.acquisition.region_features`: ``entropy`` adds the regions' mean entropy, ``official_counts``
-    the reference's half-resolution class counts). The merged regions' sums are added up from their base regions'
-    (:func:`adaspx.merge.region_stats_and_merge`): equal to statistics computed on the merged map up to float64
-    rounding, for one kernel pass per image instead of two.
+    :func:`adaspx.acquisition.region_features`; ``features``: the optional ones to add, those that the strategies
+    of the experiments reading these regions need, :attr:`adaspx.acquisition.Strategy.features`). The merged
+    regions' sums are added up from their base regions' (:func:`adaspx.merge.region_stats_and_merge`): equal to
+    statistics computed on the merged map up to float64 rounding, for one kernel pass per image instead of two.
 
     The calling thread reads and writes; ``threads`` workers (default: every usable core) each decode, merge and
     describe one image at a time, single-threaded, so the result does not depend on their number.
@@ -41,6 +41,8 @@ def merge_superpixels(
     from adaspx.merge import _check_eps, _check_max_visited, region_stats_and_merge
 
     eps = _check_eps(eps)
+    features = sorted(features)
+    acquisition.feature_columns(features)  # names checked before any work
     _check_max_visited(max_visited)
     with (
         Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
@@ -48,7 +50,7 @@ def merge_superpixels(
         ArtifactWriter(
             out,
             SCHEMA_REGIONS,
-            config={"eps": eps, "max_visited": max_visited, "entropy": entropy, "official_counts": official_counts},
+            config={"eps": eps, "max_visited": max_visited, "features": features},
             eps=eps,
             experiment=experiment,
             seed=seed,
@@ -59,10 +61,8 @@ def merge_superpixels(
         def merge_one(image_id: str, labels: np.ndarray, raw: np.ndarray):
             p = probs.decode(image_id, raw, labels.shape)
             merged, stats = region_stats_and_merge(labels, p, eps, channel_axis=0, max_visited=max_visited, threads=1)
-            features = acquisition.region_features(
-                merged, p, stats, probs.stride, entropy=entropy, official=official_counts
-            )
-            return image_id, merged, len(stats.ids), features
+            columns = acquisition.region_features(merged, p, stats, probs.stride, features)
+            return image_id, merged, len(stats.ids), columns
 
         workers = threads or usable_cores()
         label_ring, probs_ring = BufferRing(workers), BufferRing(workers)

@@ -56,8 +56,7 @@ def acquire(
     predicts in the region). Limits: at most ``max_per_image`` regions of one image, at most
     ``ceil(max_per_class * budget)`` clicks on regions of one predicted class.
     """
-    if strategy not in acquisition.STRATEGIES:
-        raise ValueError(f"acquisition {strategy!r} unknown; expected one of {', '.join(acquisition.STRATEGIES)}")
+    spec = acquisition.strategy(strategy)
     if click_cost not in acquisition.CLICK_COSTS:
         raise ValueError(f"click cost {click_cost!r} unknown; expected one of {', '.join(acquisition.CLICK_COSTS)}")
     if budget < 0:
@@ -65,18 +64,18 @@ def acquire(
     manifest = datasets.load_manifest(manifest_path)
     num_classes = int(manifest["num_classes"])
     quota = acquisition.class_quotas(max_per_class, budget, num_classes)
-    # Region statistics serve scores, estimated class costs and class quotas; random selection needs them only
-    # for the last two, and goes without (1 click per region, no quota) when no model is at hand, as in the
-    # warm-up. Adaptive regions carry them (merge_superpixels computed them with the same model); base and oracle
-    # regions are scored from the probabilities.
-    need_stats = strategy != "random" or click_cost == "classes" or max_per_class is not None
-    columns = STATS_COLUMNS + (("entropy",) if strategy == "entropy" else ())
-    official = strategy == "class_balanced_official"
-    image_columns = ("class_pixels",) + (("class_pixels_half",) if official else ())
-    keys = ("image", "region", "size", "uncertainty", "predicted", "labeled", "entropy", "classes")
+    # Region statistics serve scores, estimated class costs and class quotas; a model-free strategy (random) needs
+    # them only for the last two, and goes without (1 click per region, no quota) when no model is at hand, as in
+    # the warm-up. Adaptive regions carry them (merge_superpixels computed them with the same model); base and
+    # oracle regions are scored from the probabilities.
+    need_stats = spec.uses_model or click_cost == "classes" or max_per_class is not None
+    feature_columns, feature_image_columns = acquisition.feature_columns(spec.features)
+    columns = STATS_COLUMNS + feature_columns
+    image_columns = ("class_pixels",) + feature_image_columns
+    keys = ("image", "region", "size", "uncertainty", "predicted", "labeled", "classes")
     cols: dict[str, list] = {k: [] for k in keys}
-    class_pixels = np.zeros(num_classes, dtype=np.int64)
-    half_res_pixels = np.zeros(num_classes, dtype=np.int64)  # the reference's half-resolution counts
+    features: dict[str, list] = {k: [] for k in feature_columns}  # the strategy's own columns, of modelled regions
+    totals: dict[str, np.ndarray] = {"class_pixels": np.zeros(num_classes, dtype=np.int64)}
     ids = pool_ids(manifest)
     from adaspx.merge import region_stats
 
@@ -90,7 +89,7 @@ def acquire(
         for image_id in _progress(ids, "acquire"):
             labels = None
             feats = table.get(image_id, columns, image_columns) if need_stats else None
-            if feats is None and need_stats and probs is None and strategy != "random":
+            if feats is None and need_stats and probs is None and spec.uses_model:
                 raise ArtifactError(
                     f"{regions.path_of('labels', image_id)}: image {image_id}: no region statistics, and acquisition "
                     f"{strategy!r} needs the previous round's probabilities to compute them"
@@ -99,22 +98,20 @@ def acquire(
                 labels = regions.get("labels", image_id)
                 p = probs.get(image_id, labels.shape)
                 stats = region_stats(labels, p, channel_axis=0)
-                feats, per_image = acquisition.region_features(
-                    labels, p, stats, probs.stride, entropy=strategy == "entropy", official=official
-                )
+                feats, per_image = acquisition.region_features(labels, p, stats, probs.stride, spec.features)
                 feats.update(per_image)
             modelled = feats is not None  # a model's statistics (none in the warm-up)
             if modelled:
                 rid, size = feats["region"], feats["size"]
                 unc, pred, n_classes = feats["uncertainty"], feats["predicted"], feats["classes"]
-                ent = feats["entropy"] if strategy == "entropy" else np.full(len(rid), np.nan)
-                class_pixels += feats["class_pixels"]
-                if official:
-                    half_res_pixels += feats["class_pixels_half"]
-            else:
+                for key in features:
+                    features[key].append(np.asarray(feats[key]))
+                for key in image_columns:
+                    totals[key] = totals.get(key, 0) + feats[key]
+            else:  # only a model-free strategy gets here: it has no feature columns
                 labels = regions.get("labels", image_id)
                 rid, size = np.unique(labels, return_counts=True)
-                unc = ent = np.full(len(rid), np.nan)
+                unc = np.full(len(rid), np.nan)
                 pred = np.full(len(rid), -1)
                 n_classes = np.ones(len(rid), dtype=np.int64)
             if answers is not None and exclude_labeled is not None:
@@ -130,48 +127,43 @@ def acquire(
                 ("uncertainty", unc),
                 ("predicted", pred),
                 ("labeled", labeled),
-                ("entropy", ent),
                 ("classes", n_classes),
             ):
                 cols[key].append(np.asarray(val))
     cand = pd.DataFrame({k: (v if k == "image" else np.concatenate(v)) for k, v in cols.items()})
-    cai_share = acquisition.region_share(cand["predicted"].to_numpy(), num_classes)  # all pool regions
+    extra = {k: np.concatenate(v) for k, v in features.items()}
+    pool_predicted = cand["predicted"].to_numpy()  # all pool regions, answered or not
     if exclude_labeled is not None:
         keep = cand["labeled"] < exclude_labeled
         log.info("excluding %d regions already >= %.0f%% labeled", int((~keep).sum()), 100 * exclude_labeled)
         cand = cand[keep].reset_index(drop=True)
+        extra = {k: v[keep.to_numpy()] for k, v in extra.items()}
     rng = np.random.default_rng([seed, round])
-    unc, pred = cand["uncertainty"].to_numpy(), cand["predicted"].to_numpy()
-    if strategy == "random":
-        scores = acquisition.random_scores(len(cand), rng)
-    elif strategy == "margin":
-        scores = acquisition.margin_scores(unc)
-    elif strategy == "entropy":
-        scores = acquisition.entropy_scores(cand["entropy"].to_numpy())
-    else:
-        share = {
-            "class_balanced": lambda: acquisition.pixel_share(class_pixels),
-            "class_balanced_official": lambda: acquisition.official_share(half_res_pixels, len(ids)),
-            "class_balanced_cai": lambda: cai_share,
-        }[strategy]()
-        log.info("class shares p_c (%s): %s", strategy, np.array2string(share, precision=4))
-        scores = acquisition.class_balanced_scores(unc, pred, share)
-    if strategy != "random":
+    pred = cand["predicted"].to_numpy()
+    pool = acquisition.Pool(
+        columns={k: cand[k].to_numpy() for k in ("size", "uncertainty", "predicted", "classes")} | extra,
+        totals=totals,
+        predicted=pool_predicted,
+        n_images=len(ids),
+        num_classes=num_classes,
+    )
+    scores = spec.scores(pool, rng)
+    if spec.uses_model:
         scores = scores * acquisition.size_weights(cand["size"].to_numpy(), size_exponent)
     costs = acquisition.click_costs(click_cost, len(cand), cand["classes"].to_numpy() if modelled else None)
     if quota is not None and not modelled:
         log.info("no model predictions in this round: al.max_per_class does not apply")
         quota = None
-    limits = {
-        "images": pd.factorize(cand["image"])[0],
-        "max_per_image": max_per_image,
-        "classes": pred if quota is not None else None,
-        "class_quota": quota,
-    }
-    chosen = acquisition.select_under_budget(scores, costs, budget, **limits)
+    limits = acquisition.Limits(
+        images=pd.factorize(cand["image"])[0],
+        max_per_image=max_per_image,
+        classes=pred if quota is not None else None,
+        class_quota=quota,
+    )
+    chosen = acquisition.select_under_budget(scores, costs, budget, limits)
     # Estimated costs: a reserve of up to `budget` more regions lets the annotator spend the whole budget when the
     # true clicks come out lower than the estimates (a region costs at least one click).
-    reserve = acquisition.reserve_after(chosen, scores, costs, budget, **limits) if click_cost == "classes" else []
+    reserve = acquisition.reserve_after(chosen, scores, costs, budget, limits) if click_cost == "classes" else []
     rows = np.concatenate([chosen, reserve]).astype(np.int64)
     sel = cand.iloc[rows].copy()
     sel.insert(0, "rank", np.arange(len(sel)))
