@@ -22,16 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adaspx import IGNORE_INDEX
+from adaspx import IGNORE_INDEX, compiled
 from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact
 
-try:  # compiled decoding (src/adaspx/_probs.pyx, src/adaspx/_probs_kernels.h)
-    from adaspx import _probs as _kernel
-except ImportError as error:  # pragma: no cover - only in a source checkout whose extensions were never built
-    raise ImportError(
-        "adaspx.artifacts needs the compiled extension adaspx._probs, which is not built: install the package "
-        "(pip install -e . from the repository root), which compiles it"
-    ) from error
+_kernel = compiled("_probs")  # src/adaspx/_probs.pyx with the C of src/adaspx/_probs_kernels.h
 
 SCHEMA_SUPERPIXELS = "adaspx.superpixels/1"
 SCHEMA_PROBS = "adaspx.probs/1"

@@ -35,15 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaspx import compiled
 from adaspx.parallel import ordered_map, usable_cores
 
-try:  # compiled kernel (src/adaspx/_merge.pyx, src/adaspx/_merge_kernels.h)
-    from adaspx import _merge as _kernel
-except ImportError as error:  # pragma: no cover - only in a source checkout whose extensions were never built
-    raise ImportError(
-        "adaspx.merge needs the compiled extension adaspx._merge, which is not built: install the package "
-        "(pip install -e . from the repository root), which compiles it"
-    ) from error
+_kernel = compiled("_merge")  # src/adaspx/_merge.pyx with the C of src/adaspx/_merge_kernels.h
 
 SUM_TOLERANCE = 1e-2
 """A probability vector is rejected when ``abs(sum - 1)`` exceeds this."""
