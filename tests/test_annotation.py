@@ -208,6 +208,24 @@ def test_classes_cost_never_spends_more_than_the_budget(stage, tmp_path):
     assert stats["clicks_estimated_round"] == len(sel)
 
 
+def test_overshoot_answers_in_rank_order_until_the_budget_is_spent(stage, tmp_path):
+    # MulActSeg's selection: no region is skipped; the last answer may take the round past its budget
+    d, ids = stage
+    sel = _selection(d, ids, 0, 6)
+    true = _true_clicks(d, ids[0], sel)
+    expected, spent = [], 0
+    for rid, c in zip(sel["region"], true, strict=True):
+        if spent >= 6:
+            break
+        expected.append(int(rid))
+        spent += int(c)
+    assert spent > 6  # this selection overshoots
+    out, stats = _annotate(d, tmp_path, sel, sieve=False, click_cost="classes", budget=6, overshoot=True)
+    answers = pd.read_csv(out["answers_csv"])
+    assert answers["region"].tolist() == expected and answers["clicks"].tolist() == true[: len(expected)].tolist()
+    assert stats["clicks_round"] == spent and stats["skipped_over_budget_round"] == len(sel) - len(expected)
+
+
 def test_knee_disagree_stage_raises_precision(stage, tmp_path):
     d, ids = stage
     sel = _selection(d, ids, 1, 6)

@@ -46,6 +46,7 @@ COUNTERPARTS = {
         for k in ("exclude_labeled", "size_exponent", "max_per_image", "max_per_class")
     },
     "al.click_cost": [(pipeline.acquire, "click_cost"), (pipeline.annotate, "click_cost")],
+    "al.overshoot": [(pipeline.annotate, "overshoot")],
     "merge.eps": [(merge.adaptive_merge, "eps"), (merge.region_stats_and_merge, "eps"), (merge.merge_many, "eps")],
     "merge.max_visited": [
         (pipeline.merge_superpixels, "max_visited"),

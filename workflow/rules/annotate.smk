@@ -23,6 +23,7 @@ rule annotate:
     params:
         sieving=sieve_settings,
         click_cost=config["al"]["click_cost"],
+        overshoot=config["al"]["overshoot"],
         budget=budget,
         provenance=provenance,
     script:

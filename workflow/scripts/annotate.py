@@ -19,6 +19,7 @@ with log_to(snakemake.log[0]):
         threads=snakemake.threads,
         click_cost=p.click_cost,
         budget=p.budget,
+        overshoot=p.overshoot,
         **p.sieving,
         **p.provenance,
     )

@@ -56,6 +56,7 @@ def annotate(
     prev_targets_h5: str | None = None,
     click_cost: str = "region",
     budget: int | None = None,
+    overshoot: bool = False,
     threads: int | None = None,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
@@ -110,7 +111,7 @@ def annotate(
         regions = stack.enter_context(MultiArtifact(region_paths))
         _check_covers_pool(regions, ids)
         if click_cost == "classes":
-            selection = _charge_classes(selection, selection_path, regions, ds, budget)
+            selection = _charge_classes(selection, selection_path, regions, ds, budget, overshoot)
         else:  # exact costs: the selection fits the budget, the reserve (there is none) is not needed
             selection = selection[~selection["reserve"]]
         by_image = {k: g for k, g in selection.groupby("image", sort=False)}
@@ -129,6 +130,7 @@ def annotate(
             "freeze_sieve": freeze_sieve,
             "click_cost": click_cost,
             "budget": budget,
+            "overshoot": overshoot,
         }
         provenance = {"experiment": experiment, "seed": seed, "round": round}
         wa = stack.enter_context(ArtifactWriter(answers_h5, SCHEMA_ANSWERS, config=settings, **provenance))
@@ -265,13 +267,17 @@ def annotate(
     write_json(stats_json, stats)
 
 
-def _charge_classes(selection: pd.DataFrame, selection_path, regions, ds, budget: int | None) -> pd.DataFrame:
+def _charge_classes(
+    selection: pd.DataFrame, selection_path, regions, ds, budget: int | None, overshoot: bool = False
+) -> pd.DataFrame:
     """The rows of the selection the annotator answers, with their true clicks (``charged``: the region's
     ground-truth classes).
 
     Rows are answered in order, the selection first and then the reserve, each skipped when its clicks no longer
-    fit the budget, until the budget is spent; without a budget, the selection only. ``attrs`` of the result:
-    ``skipped`` (selected rows left out) and ``reserve_used`` (reserve rows answered).
+    fit the budget, until the budget is spent; without a budget, the selection only. With ``overshoot``
+    (MulActSeg's selection) no row is skipped: rows are answered in order while the budget is not yet spent, so
+    the last one may take the round past it. ``attrs`` of the result: ``skipped`` (selected rows left out) and
+    ``reserve_used`` (reserve rows answered).
     """
     charged: dict[int, int] = {}
 
@@ -287,20 +293,21 @@ def _charge_classes(selection: pd.DataFrame, selection_path, regions, ds, budget
     chosen = selection[~selection["reserve"]]
     reserve = selection[selection["reserve"]] if budget is not None else selection.iloc[:0]
     charge(chosen)
-    keep, spent, skipped = [], 0, 0
+    keep, spent = [], 0
     for i in chosen.index.tolist():
-        if budget is None or spent + charged[i] <= budget:
+        if overshoot and budget is not None and spent >= budget:
+            break
+        if budget is None or overshoot or spent + charged[i] <= budget:
             keep.append(i)
             spent += charged[i]
-        else:
-            skipped += 1
+    skipped = len(chosen) - len(keep)
     used = 0
     for i in reserve.index.tolist():
         if spent >= budget:
             break
         if i not in charged:  # charge the reserve of one image at a time, as far as it is needed
             charge(reserve[(reserve["image"] == reserve.at[i, "image"]) & ~reserve.index.isin(list(charged))])
-        if spent + charged[i] <= budget:
+        if overshoot or spent + charged[i] <= budget:
             keep.append(i)
             spent += charged[i]
             used += 1
