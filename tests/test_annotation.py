@@ -1,4 +1,5 @@
 import json
+import re
 
 import h5py
 import numpy as np
@@ -6,7 +7,18 @@ import pandas as pd
 import pytest
 from stage_helpers import small_pool
 
-from adaspx.annotation import class_clicks, dominant_labels, knee_threshold, precision, sieve_mask, targets_from_answers
+from adaspx.annotation import (
+    boundary_band,
+    class_clicks,
+    class_sets,
+    dominant_labels,
+    format_classes,
+    knee_threshold,
+    parse_classes,
+    precision,
+    sieve_mask,
+    targets_from_answers,
+)
 from adaspx.h5io import ArtifactError
 
 
@@ -125,6 +137,153 @@ def test_class_clicks_count_non_void_classes_at_least_one():
     gt = np.array([[1, 1, 255, 2], [2, 255, 255, 255]], dtype=np.uint8)
     # region 5: classes 1 and 2 (void ignored) -> 2; region 9: class 2 -> 1; region 7: only void -> 1
     assert class_clicks(regions, gt, np.array([5, 9, 7])).tolist() == [2, 1, 1]
+
+
+# ------------------------------------------------------------------------------------ class sets
+
+
+def _class_set_maps():
+    """A 10x12 map: region 0 the left half (cols 0-5) around region 3 (rows 7-8, cols 1-2), region 1 the top right
+    (rows 0-4), region 2 the bottom right (rows 5-9); the thick boundaries are cols 5-6, rows 4-5 of the right half,
+    and region 3 with the ring of region 0 around it."""
+    regions = np.zeros((10, 12), np.uint16)
+    regions[:5, 6:] = 1
+    regions[5:, 6:] = 2
+    regions[7:9, 1:3] = 3
+    gt = np.ones((10, 12), np.uint8)
+    gt[:, 5] = 2  # region 0's class on its boundary column only
+    gt[0:2, 3] = 8  # kept by trim 3 (band cols 4-7 there), trimmed by trim 5 (band cols 3-8)
+    gt[2, 1] = 6  # kept by both: region 0's interior holds two classes
+    gt[9, 0] = 255  # void only in the band around region 3
+    gt[:5, 6:] = 11
+    gt[2, 10] = 12  # kept by trim 3 (rows 0-2, cols 8-11 kept), trimmed by trim 5 (rows 0-1, cols 9-11 kept)
+    gt[0, 11] = 255  # void kept by both
+    gt[5:, 6:] = 13
+    gt[8:, 9:] = 255  # all that trim 5 keeps of region 2
+    gt[7:9, 1:3] = [[4, 4], [4, 255]]  # region 3 vanishes under trim 3 and 5
+    return regions, gt
+
+
+@pytest.mark.parametrize(
+    ("trim", "void", "expected"),
+    [
+        (3, "class", [[1, 6, 8], [11, 12, 255], [13, 255], [4, 255]]),
+        (5, "class", [[1, 6], [11, 255], [255], [4, 255]]),
+        (3, "drop", [[1, 6, 8], [11, 12], [13], [4]]),
+        (5, "drop", [[1, 6], [11], [], [4]]),  # region 2: void inside, classes only in the band: nothing
+        (1, "class", [[1, 6, 8, 255], [11, 12, 255], [13, 255], [4, 255]]),  # band: the thick boundaries only
+        (0, "class", [[1, 2, 6, 8, 255], [11, 12, 255], [13, 255], [4, 255]]),  # no trimming
+    ],
+)
+def test_class_sets_of_hand_made_regions(trim, void, expected):
+    regions, gt = _class_set_maps()
+    sets = class_sets(regions, gt, np.array([0, 1, 2, 3]), trim=trim, void=void)
+    assert [s.tolist() for s in sets] == expected
+    assert all(s.dtype == np.uint8 for s in sets)
+
+
+def test_class_sets_follow_the_query_order_and_repeats():
+    regions, gt = _class_set_maps()
+    sets = class_sets(regions, gt, [3, 1, 3], trim=5)
+    assert [s.tolist() for s in sets] == [[4, 255], [11, 255], [4, 255]]
+    assert class_sets(regions, gt, np.array([], np.int64)) == []
+
+
+def test_boundary_band_by_hand():
+    regions = np.zeros((6, 6), np.uint8)
+    regions[:3, 3:] = 1  # the top right quadrant
+    thick = ["..XX..", "..XX..", "..XXXX", "...XXX", "......", "......"]
+    dilated = [".XXXX.", ".XXXXX", ".XXXXX", ".XXXXX", "..XXXX", "......"]
+    for trim, rows in ((1, thick), (3, dilated)):
+        band = boundary_band(regions, trim)
+        assert ["".join(".X"[v] for v in row) for row in band.astype(int)] == rows, trim
+    assert not boundary_band(regions, 0).any()
+
+
+def _reference_class_sets(regions, gt, region_ids, trim, void):
+    """One region at a time, with skimage's thick boundaries and a square dilation."""
+    from skimage.morphology import dilation
+    from skimage.segmentation import find_boundaries
+
+    ranks = np.unique(regions, return_inverse=True)[1].reshape(regions.shape)  # skimage loses ids beyond 2**53
+    band = dilation(find_boundaries(ranks, mode="thick"), np.ones((trim, trim), bool))
+    sets, vanished = [], 0
+    for rid in region_ids:
+        mask = (regions == rid) & ~band
+        if not mask.any():
+            mask, vanished = regions == rid, vanished + 1
+        values = np.unique(gt[mask])
+        sets.append(values[values != 255] if void == "drop" else values)
+    return sets, vanished
+
+
+@pytest.mark.parametrize(
+    ("dtype", "scale", "offset", "far"),  # ids as they are, shifted into uint16, shifted into float64, ranked
+    [(np.uint16, 1, 0, 0), (np.int32, 1, -(2**20), -(2**20)), (np.int64, 1, 2**40, 2**41), (np.int64, 1, 2**60, 0)],
+)
+@pytest.mark.parametrize("trim", [1, 3, 5, 7])
+def test_class_sets_match_a_per_region_reference(dtype, scale, offset, far, trim):
+    rng = np.random.default_rng(trim)
+    regions = np.kron(rng.integers(0, 40, (9, 11)), np.ones((5, 6), np.int64))  # 45x66, ids reused apart
+    regions[rng.integers(0, 45, 25), rng.integers(0, 66, 25)] = np.arange(100, 125)  # single pixels
+    gt = rng.choice(np.array([0, 3, 5, 255], np.uint8), size=regions.shape, p=[0.5, 0.2, 0.2, 0.1])
+    regions = (regions * scale + offset).astype(dtype)
+    regions[0, 0] = far  # widens the range; ids 2**40 + k would merge as float32, 2**60 + k as float64
+    region_ids = rng.permutation(np.unique(regions))[:30]
+    for void in ("class", "drop"):
+        expected, vanished = _reference_class_sets(regions, gt, region_ids, trim, void)
+        assert vanished > 0
+        got = class_sets(regions, gt, region_ids, trim=trim, void=void)
+        assert [s.tolist() for s in got] == [s.tolist() for s in expected]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"trim": 4}, "trim must be 0 or a positive odd integer, got 4"),
+        ({"trim": -1}, "trim must be 0 or a positive odd integer"),
+        ({"trim": 3.0}, "trim must be 0 or a positive odd integer"),
+        ({"trim": True}, "trim must be 0 or a positive odd integer"),
+        ({"void": "ignore"}, "void 'ignore' unknown; expected one of class, drop"),
+    ],
+)
+def test_class_sets_refuse_bad_options(kwargs, message):
+    regions, gt = _class_set_maps()
+    with pytest.raises(ValueError, match=message):
+        class_sets(regions, gt, [0], **kwargs)
+
+
+def test_class_sets_refuse_bad_maps_and_unknown_regions():
+    regions, gt = _class_set_maps()
+    with pytest.raises(ValueError, match=r"regions \[7\] do not exist"):
+        class_sets(regions, gt, [0, 7])
+    with pytest.raises(ValueError, match="differ in shape"):
+        class_sets(regions, gt[:, :-1], [0])
+    with pytest.raises(ValueError, match=r"ground truth values 1\.\.256 are not all in 0\.\.255"):
+        class_sets(regions, gt.astype(np.int64) + (gt == 255), [0])
+
+
+def test_classes_text_round_trips_through_answers_csv(tmp_path):
+    regions, gt = _class_set_maps()
+    sets = class_sets(regions, gt, [0, 1, 2], trim=5, void="drop")
+    texts = [format_classes(s) for s in sets]
+    assert texts == ["1 6", "11", ""]
+    assert format_classes(np.array([255, 3, 7, 3])) == "3 7 255"
+    pd.DataFrame({"region": [0, 1, 2], "classes": texts}).to_csv(tmp_path / "answers.csv", index=False)
+    read = pd.read_csv(tmp_path / "answers.csv")["classes"]  # the empty set comes back as NaN
+    assert [parse_classes(t).tolist() for t in read] == [s.tolist() for s in sets]
+    assert parse_classes("3 7 255").dtype == np.uint8
+
+
+@pytest.mark.parametrize("text", ["3 x", "7 3", "3 3", "256", "-1", "03", "3,7", 5])
+def test_parse_classes_names_the_bad_text(text):
+    with pytest.raises(ValueError, match=re.escape(repr(text))):
+        parse_classes(text)
+
+
+def test_format_classes_refuses_values_outside_a_byte():
+    with pytest.raises(ValueError, match=r"classes \[3, 256\] are not all integers in 0\.\.255"):
+        format_classes([3, 256])
 
 
 # ------------------------------------------------------------------------------------ the annotate stage

@@ -1,4 +1,4 @@
-"""Simulated annotation: dominant label per queried region, sieving, and training targets.
+"""Simulated annotation: dominant label or class set per queried region, sieving, and training targets.
 
 Answers are facts: once the simulated annotator has answered a region, the answer is never rewritten. Per image
 an *answer map* records, for every pixel, the row of the answer table that labels it (the functions here take it
@@ -9,6 +9,8 @@ latest model's probabilities) and can be rebuilt at any time.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 
@@ -90,6 +92,115 @@ def class_clicks(regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray) ->
     sub = _histograms(regions, gt, region_ids)
     present = (sub[:, :IGNORE_INDEX] > 0).sum(axis=1)
     return np.maximum(present, 1).astype(np.int64)
+
+
+CLASS_SET_VOID = ("class", "drop")
+"""How :func:`class_sets` treats void (255): ``class``, one more member (MulActSeg on Cityscapes, where it costs a click
+too); ``drop``, left out (MulActSeg on VOC, where an all-void region answers the empty set)."""
+
+
+def boundary_band(regions: np.ndarray, trim: int) -> np.ndarray:
+    """(H, W) bool map of the band trimmed along the region map's boundaries: skimage's
+    ``find_boundaries(regions, mode="thick")`` (pixels whose 4-neighbourhood holds another region) dilated by a
+    ``trim`` x ``trim`` square, as MulActSeg computes it (``skimage.morphology.binary_dilation``), on the whole map.
+    ``trim``: a positive odd integer, or 0 for no band.
+
+    Computed with OpenCV's grey dilation and erosion on the ids (4 ms on a 1024x2048 map of 8000 regions against
+    75 ms for the skimage pair, which also loses ids beyond 2**53)."""
+    import cv2
+
+    _check_trim(trim)
+    if regions.ndim != 2:
+        raise ValueError(f"region map must be 2-D, got shape {regions.shape}")
+    if trim == 0 or regions.size == 0:
+        return np.zeros(regions.shape, dtype=bool)
+    ids = _cv2_ids(regions)
+    cross = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+    thick = cv2.dilate(ids, cross) != cv2.erode(ids, cross)  # the image border adds no value, as in skimage
+    if trim == 1:
+        return thick
+    return cv2.dilate(thick.view(np.uint8), np.ones((trim, trim), np.uint8)).view(bool)
+
+
+def _check_trim(trim) -> None:
+    if isinstance(trim, bool) or not isinstance(trim, int | np.integer) or trim < 0 or (trim and trim % 2 == 0):
+        raise ValueError(f"trim must be 0 or a positive odd integer, got {trim!r}")
+
+
+def _cv2_ids(regions: np.ndarray) -> np.ndarray:
+    """The region map in a dtype OpenCV's morphology takes, telling the same regions apart (ids shifted, or ranked
+    when their range exceeds float64's exact integers)."""
+    if regions.dtype in (np.uint8, np.uint16, np.int16):
+        return np.ascontiguousarray(regions)
+    if regions.dtype.kind not in "iu":
+        raise ValueError(f"region map must hold integers, got {regions.dtype}")
+    lo, hi = int(regions.min()), int(regions.max())
+    if hi - lo <= np.iinfo(np.uint16).max:
+        return (regions - regions.dtype.type(lo)).astype(np.uint16)
+    if hi - lo < 2**53:
+        return (regions - regions.dtype.type(lo)).astype(np.float64)
+    return np.unique(regions, return_inverse=True)[1].reshape(regions.shape).astype(np.float64)
+
+
+def class_sets(
+    regions: np.ndarray, gt: np.ndarray, region_ids: np.ndarray, *, trim: int = 5, void: str = "class"
+) -> list[np.ndarray]:
+    """The class set of each queried region (in the given order): the sorted, distinct ground-truth values (uint8)
+    of its pixels outside :func:`boundary_band` of the whole map, or of all its pixels when the band covers the
+    whole region (MulActSeg's simulated multi-class answer, ``--trim_kernel_size 5``).
+
+    ``trim``: the side of the square dilating the thick boundaries, a positive odd integer; 0 trims nothing.
+    ``void``: see :data:`CLASS_SET_VOID`. A region id absent from ``regions`` raises ValueError. The band is
+    computed once per image; the rest reads the queried regions' pixels only.
+    """
+    _check_trim(trim)
+    if void not in CLASS_SET_VOID:
+        raise ValueError(f"void {void!r} unknown; expected one of {', '.join(CLASS_SET_VOID)}")
+    if regions.shape != gt.shape:
+        raise ValueError(f"region map {regions.shape} and ground truth {gt.shape} differ in shape")
+    if regions.ndim != 2:
+        raise ValueError(f"region map must be 2-D, got shape {regions.shape}")
+    if gt.dtype != np.uint8 and gt.size and (gt.min() < 0 or gt.max() > IGNORE_INDEX):
+        raise ValueError(f"ground truth values {gt.min()}..{gt.max()} are not all in 0..{IGNORE_INDEX}")
+    region_ids = np.asarray(region_ids, dtype=np.int64)
+    if region_ids.size == 0:
+        return []
+    uniq = np.unique(region_ids)
+    pixels, pos = region_pixels(regions, uniq)
+    hist = _histograms(regions, gt, uniq, (pixels, pos))  # raises on unknown ids
+    if trim:
+        keep = ~boundary_band(regions, int(trim)).ravel()[pixels]
+        inner = np.bincount(pos[keep] * 256 + gt.ravel()[pixels[keep]], minlength=uniq.size * 256)
+        inner = inner.reshape(uniq.size, 256)
+        kept = inner.sum(axis=1) > 0  # a region the band covers entirely answers from all its pixels
+        hist[kept] = inner[kept]
+    present = hist > 0
+    if void == "drop":
+        present[:, IGNORE_INDEX] = False
+    return [np.flatnonzero(present[row]).astype(np.uint8) for row in np.searchsorted(uniq, region_ids)]
+
+
+def format_classes(classes) -> str:
+    """The ``classes`` text of an answer: its distinct class values (0..255), ascending, space-separated
+    (``"3 7 255"``; the empty set is ``""``)."""
+    values = np.asarray(classes).ravel()
+    if values.size and (values.dtype.kind not in "iu" or values.min() < 0 or values.max() > IGNORE_INDEX):
+        raise ValueError(f"classes {values.tolist()} are not all integers in 0..{IGNORE_INDEX}")
+    return " ".join(str(v) for v in np.unique(values).tolist())
+
+
+def parse_classes(text) -> np.ndarray:
+    """The class set (sorted uint8) written by :func:`format_classes`; a missing value (None, NaN: an empty field as
+    pandas reads it) is the empty set. Anything else but distinct ascending integers 0..255 raises ValueError."""
+    if text is None or (isinstance(text, float) and np.isnan(text)):
+        return np.zeros(0, dtype=np.uint8)
+    tokens = text.split() if isinstance(text, str) else None
+    if tokens is None or not all(re.fullmatch("0|[1-9][0-9]{0,2}", t) for t in tokens):
+        raise ValueError(f"classes {text!r} are not space-separated integers")
+    values = np.array([int(t) for t in tokens], dtype=np.int64)
+    if values.size and (values.max() > IGNORE_INDEX or (np.diff(values) <= 0).any()):
+        raise ValueError(f"classes {text!r} are not distinct ascending values in 0..{IGNORE_INDEX}")
+    return values.astype(np.uint8)
 
 
 def knee_threshold(confidences: np.ndarray) -> float | None:
