@@ -15,7 +15,7 @@ import re
 import numpy as np
 
 from adaspx import IGNORE_INDEX
-from adaspx.merge import relabel
+from adaspx.merge import label_range, relabel
 
 SIEVE_POINTS = 20
 """The reference code subsamples each region's sorted confidences to about this many points before the knee."""
@@ -33,7 +33,7 @@ def region_pixels(regions: np.ndarray, region_ids: np.ndarray) -> tuple[np.ndarr
     flat = regions.ravel()
     if region_ids.size == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-    lo, hi = int(regions.min()), int(regions.max())
+    lo, hi = label_range(regions) if regions.ndim == 2 else (int(regions.min()), int(regions.max()))
     if hi - lo >= 4 * regions.size + 1024 or regions.ndim != 2:  # sparse ids: no look-up table
         pixels = np.flatnonzero(np.isin(flat, region_ids))
     else:  # a table of the map's id range, 1 for the queried ids, applied by the compiled relabelling
