@@ -581,6 +581,123 @@ def test_answer_labels_outside_the_class_table_are_refused_where_read(stage, tmp
         read_answers(csv, out1["answers_h5"], num_classes=8)
 
 
+# ------------------------------------------------------------------------------- class-set answers (stage)
+
+
+def _gt_and_regions(d, image_id):
+    from adaspx.datasets import read_label
+    from adaspx.h5io import Artifact
+
+    with Artifact(d / "base.h5") as base:
+        return base.get("labels", image_id), read_label(d / "data" / "labels" / f"{image_id}.png")
+
+
+@pytest.mark.parametrize(("trim", "void"), [(5, "class"), (3, "drop")])
+def test_class_set_answers_name_every_class_and_train_as_labels_or_sets(stage, tmp_path, trim, void):
+    import h5py
+
+    from adaspx.artifacts import read_target
+    from adaspx.h5io import Artifact
+
+    d, ids = stage
+    sel = pd.concat([_selection(d, ids, 0, 6), _selection(d, ids, 2, 4)], ignore_index=True)
+    out, stats = _annotate(d, tmp_path, sel, sieve=False, click_cost="classes", answer="classes", trim=trim, void=void)
+    answers = pd.read_csv(out["answers_csv"], dtype={"image": str, "classes": str}).fillna({"classes": ""})
+    several_pixels = several_in_set = 0
+    for image_index in (0, 2):
+        image_id = ids[image_index]
+        regions, gt = _gt_and_regions(d, image_id)
+        mine = answers[answers["image"] == image_id]
+        expected, _ = _reference_class_sets(regions, gt, mine["region"].to_numpy(), trim, void)
+        assert mine["classes"].tolist() == [" ".join(map(str, e.tolist())) for e in expected]
+        assert mine["clicks"].tolist() == [len(e) for e in expected]  # one click per member, void included
+        with Artifact(out["targets_h5"]) as t:
+            target = read_target(t, image_id)
+            labels = t.get("labels", image_id)
+        codes, table = (target.codes, target.table) if not isinstance(target, np.ndarray) else (target, None)
+        k = 0
+        for rid, label, e in zip(mine["region"], mine["label"], expected, strict=True):
+            real = e[e != 255]
+            inside = regions == rid
+            if len(real) >= 2:  # the pixels carry the set, no label; sets are numbered in answer order
+                assert label == 255 and (labels[inside] == 255).all()
+                assert (codes[inside] == 256 + k).all() and np.flatnonzero(table[k]).tolist() == real.tolist()
+                several_pixels += int(inside.sum())
+                several_in_set += int(np.isin(gt[inside], real).sum())
+                k += 1
+            else:  # one class (void aside) labels the region, as a dominant answer; void alone labels nothing
+                assert label == (real[0] if len(real) else 255)
+                assert (labels[inside] == label).all() and (codes[inside] == label).all()
+        assert table is None or len(table) == k
+    assert several_pixels > 0 and stats["set_pixels"] == several_pixels
+    assert stats["set_precision"] == pytest.approx(several_in_set / several_pixels)
+    assert stats["answer"] == "classes" and stats["clicks"] == answers["clicks"].sum()
+    assert stats["set_answers_round"] == sum(len(t.split()) - t.split().count("255") >= 2 for t in answers["classes"])
+    with h5py.File(out["targets_h5"]) as f:
+        assert set(f["sets"]) <= {ids[0], ids[2]}
+
+
+def test_later_answers_replace_class_sets_and_earlier_sets_survive(stage, tmp_path):
+    from adaspx.artifacts import read_target
+    from adaspx.h5io import Artifact
+
+    d, ids = stage
+    kw = dict(sieve=False, click_cost="classes", answer="classes", trim=0, void="class")
+    every = pd.concat([_selection(d, ids, i, 100) for i in range(3)], ignore_index=True)
+    out1, _ = _annotate(d, tmp_path, every, round=1, **kw)
+    with Artifact(out1["targets_h5"]) as t:
+        targets = [read_target(t, image_id) for image_id in ids]
+    i = next(i for i, target in enumerate(targets) if len(np.unique(target.codes[target.codes >= 256])) >= 2)
+    first = targets[i]
+    # round 2 answers, with dominant labels, the region of the first set: its pixels now carry that label
+    regions, gt = _gt_and_regions(d, ids[i])
+    rid = int(np.unique(regions[first.codes == 256])[0])
+    sel = _selection(d, ids, i, 100)
+    sel = sel[sel["region"] == rid]
+    out2, _ = _annotate(d, tmp_path, sel, round=2, prev=(str(out1["answers_csv"]), str(out1["answers_h5"]), None),
+                        sieve=False, click_cost="classes")  # fmt: skip
+    answers = pd.read_csv(out2["answers_csv"], dtype={"classes": str})
+    values, counts = np.unique(gt[regions == rid], return_counts=True)
+    dominant = int(values[counts.argmax()])
+    assert answers["classes"].iloc[-1] == str(dominant) and answers["label"].iloc[-1] == dominant
+    with Artifact(out2["targets_h5"]) as t:
+        second = read_target(t, ids[i])
+    assert (second.codes[regions == rid] == dominant).all()
+    kept = first.codes >= 256
+    kept &= regions != rid
+    assert (second.codes[kept] == first.codes[kept] - 1).all()  # the other sets, renumbered without the first
+    assert len(second.table) == len(first.table) - 1 and (second.table == first.table[1:]).all()
+
+
+def test_class_set_answers_need_the_classes_click_cost_and_write_nothing(stage, tmp_path):
+    d, ids = stage
+    with pytest.raises(ValueError, match="class-set answers are charged one click per class: they need click cost"):
+        _annotate(d, tmp_path, _selection(d, ids, 0, 3), sieve=False, answer="classes")
+    with pytest.raises(ValueError, match="answer 'sets' unknown; expected one of dominant, classes"):
+        _annotate(d, tmp_path, _selection(d, ids, 0, 3), sieve=False, click_cost="classes", answer="sets")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sel1.csv"]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ("3 42", r"line 2: classes '3 42' name a class outside the dataset's 0\.\.7"),
+    ("7 3", r"line 2: classes '7 3' are not distinct ascending values in 0\.\.255"),
+])  # fmt: skip
+def test_class_sets_outside_the_class_table_are_refused_where_read(stage, tmp_path, edit, message):
+    from adaspx.artifacts import ANSWERS_DIGEST, answers_digest, read_answers
+
+    d, ids = stage
+    out1, _ = _annotate(d, tmp_path, _selection(d, ids, 0, 3), sieve=False, click_cost="classes", answer="classes")
+    csv = out1["answers_csv"]
+    header, first, *rest = csv.read_text().splitlines(keepends=True)
+    fields = first.rstrip("\n").split(",")
+    fields[6] = edit
+    csv.write_text(header + ",".join(fields) + "\n" + "".join(rest))
+    with h5py.File(out1["answers_h5"], "a") as f:  # as if adaspx itself had written it
+        f.attrs[ANSWERS_DIGEST] = answers_digest(csv.read_text())
+    with pytest.raises(ArtifactError, match=r"answers_csv1\.csv: " + message):
+        read_answers(csv, out1["answers_h5"], num_classes=8)
+
+
 # ------------------------------------------------------------------------ the default sieve.min_pixels (null)
 
 

@@ -11,6 +11,7 @@ latest model's probabilities) and can be rebuilt at any time.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import numpy as np
 
@@ -201,6 +202,45 @@ def parse_classes(text) -> np.ndarray:
     if values.size and (values.max() > IGNORE_INDEX or (np.diff(values) <= 0).any()):
         raise ValueError(f"classes {text!r} are not distinct ascending values in 0..{IGNORE_INDEX}")
     return values.astype(np.uint8)
+
+
+ANSWERS = ("dominant", "classes")
+"""What the simulated annotator answers per queried region: ``dominant``, its most frequent ground-truth value;
+``classes``, its class set (:func:`class_sets`)."""
+
+
+SET_CODE = 256
+"""First target code of a class set: in a :class:`SetTarget`, pixel code ``SET_CODE + k`` belongs to set ``k``."""
+
+
+class SetTarget(NamedTuple):
+    """The training target of an image with class-set answers. ``codes`` (H, W) uint16: a class 0..C-1 (plain
+    cross-entropy), 255 (no target) or ``SET_CODE + k``: the pixel lies in a region answered with the class set
+    ``table[k]``; ``table`` (K, C) bool, the members of each set (two classes or more)."""
+
+    codes: np.ndarray
+    table: np.ndarray
+
+
+def set_label(classes: np.ndarray) -> int:
+    """The label a class-set answer gives its pixels for plain cross-entropy (and sieving): its one class when it
+    names exactly one class, void aside ({3} and {3, 255} both give 3), else 255 (void alone, the empty set, or
+    several classes, which train through the class-set losses instead)."""
+    real = np.asarray(classes)[np.asarray(classes) != IGNORE_INDEX]
+    return int(real[0]) if real.size == 1 else IGNORE_INDEX
+
+
+def set_members(classes: list[np.ndarray], num_classes: int) -> np.ndarray:
+    """(len(classes), num_classes) bool membership of each class set (void left out): the rows of the class-set
+    tables in ``targets.h5``. A member outside ``0..num_classes - 1`` and 255 raises ValueError."""
+    members = np.zeros((len(classes), num_classes), dtype=bool)
+    for k, values in enumerate(classes):
+        real = np.asarray(values, dtype=np.int64)
+        real = real[real != IGNORE_INDEX]
+        if real.size and (real.min() < 0 or real.max() >= num_classes):
+            raise ValueError(f"class set {format_classes(values)!r} names a class outside 0..{num_classes - 1}")
+        members[k, real] = True
+    return members
 
 
 def knee_threshold(confidences: np.ndarray) -> float | None:

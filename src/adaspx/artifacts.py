@@ -251,6 +251,51 @@ def answered_pixels(answer_map: np.ndarray, rows: np.ndarray) -> tuple[np.ndarra
     return answered, np.asarray(rows, dtype=np.int64)[flat[answered].astype(np.int64) - 1]
 
 
+def add_targets(
+    w: ArtifactWriter, image_id: str, labels: np.ndarray, set_map: np.ndarray | None, table: np.ndarray | None
+) -> None:
+    """Store one image's training targets: ``/labels/<id>`` (uint8 class or 255) and, for an image with class-set
+    answers, ``/sets/<id>`` (0 none, k: the pixel trains with set k - 1; uint16, uint32 past 65,535 sets) and
+    ``/set_classes/<id>`` ((K, C) uint8 membership of each set). :func:`read_target` is the reader."""
+    w.add("labels", image_id, labels)
+    if table is None or not len(table):
+        return
+    if set_map is None or int(set_map.max(initial=0)) > len(table) or int(set_map.min(initial=0)) < 0:
+        raise ValueError(f"image {image_id}: a set map must index its {len(table)} class sets")
+    if ((set_map != 0) & (labels != IGNORE_INDEX)).any():
+        raise ValueError(f"image {image_id}: a pixel cannot have both a label and a class set")
+    w.add("sets", image_id, set_map.astype(np.uint16 if len(table) <= np.iinfo(np.uint16).max else np.uint32))
+    w.add("set_classes", image_id, np.asarray(table, dtype=np.uint8))
+
+
+def read_target(targets: Artifact, image_id: str):
+    """The training target of ``image_id`` in an open ``targets.h5``: its (H, W) uint8 labels, or a
+    :class:`adaspx.annotation.SetTarget` when it has class-set answers."""
+    from adaspx.annotation import SET_CODE, SetTarget
+
+    labels = targets.get("labels", image_id)
+    if not targets.has("sets", image_id):
+        return labels
+    sets = targets.get("sets", image_id)
+    table = targets.get("set_classes", image_id).astype(bool)
+    codes = labels.astype(np.uint16 if len(table) + SET_CODE <= np.iinfo(np.uint16).max else np.uint32)
+    inside = sets != 0
+    codes[inside] = sets[inside] + (SET_CODE - 1)
+    return SetTarget(codes, table)
+
+
+class TargetReader:
+    """``read_target`` of a ``targets.h5`` as a function of the image id that opens the file on each call: safe in
+    forked loader workers (see :class:`adaspx.training.LazyArrays`)."""
+
+    def __init__(self, path) -> None:
+        self.path = Path(path)
+
+    def __call__(self, image_id: str):
+        with Artifact(self.path, SCHEMA_TARGETS) as targets:
+            return read_target(targets, image_id)
+
+
 ANSWERS_DIGEST = "answers_csv_sha256"
 """Root attribute of ``answers.h5``: the SHA-256 of the ``answers.csv`` written with it, whose rows its maps name."""
 
@@ -268,6 +313,8 @@ def read_answers(csv_path, h5_path, num_classes: int):
     one line naming the file instead."""
     import pandas as pd
 
+    from adaspx.annotation import parse_classes
+
     csv_path = Path(csv_path)
     data = csv_path.read_bytes()
     with Artifact(h5_path, SCHEMA_ANSWERS) as h5:
@@ -277,7 +324,7 @@ def read_answers(csv_path, h5_path, num_classes: int):
             f"{csv_path}: changed since it was written with {h5_path} (answers are append-only; restore the file, "
             "or delete the round's folder to answer that round again)"
         )
-    answers = pd.read_csv(io.BytesIO(data), dtype={"image": str})
+    answers = pd.read_csv(io.BytesIO(data), dtype={"image": str, "classes": str})
     labels = answers["label"].to_numpy()
     bad = np.flatnonzero(~(((labels >= 0) & (labels < num_classes)) | (labels == IGNORE_INDEX)))
     if bad.size:
@@ -285,4 +332,16 @@ def read_answers(csv_path, h5_path, num_classes: int):
             f"{csv_path}: line {bad[0] + 2}: label {labels[bad[0]]} is neither a class of the dataset "
             f"(0..{num_classes - 1}) nor {IGNORE_INDEX} (void)"
         )
+    if "classes" not in answers:  # written before answers had class sets: each answer is its label
+        answers["classes"] = [str(v) for v in labels.tolist()]
+    answers["classes"] = answers["classes"].fillna("")  # the empty set
+    for line, text in enumerate(answers["classes"].tolist(), start=2):
+        try:
+            values = parse_classes(text)
+        except ValueError as err:
+            raise ArtifactError(f"{csv_path}: line {line}: {err}") from None
+        if (values[values != IGNORE_INDEX] >= num_classes).any():
+            raise ArtifactError(
+                f"{csv_path}: line {line}: classes {text!r} name a class outside the dataset's 0..{num_classes - 1}"
+            )
     return answers

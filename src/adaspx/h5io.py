@@ -210,6 +210,10 @@ class Artifact:
             return []
         return list(self._file[group].keys())
 
+    def has(self, group: str, name: str) -> bool:
+        """Whether ``/<group>/<name>`` exists."""
+        return group in self._file and name in self._file[group]
+
     def get(self, group: str, name: str, ring=None) -> np.ndarray:
         """``/<group>/<name>`` whole (into ``ring``'s next array, see :func:`read_whole`)."""
         try:

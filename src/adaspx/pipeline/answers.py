@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,6 +19,7 @@ from adaspx.artifacts import (
     AnswerMaps,
     Probabilities,
     add_answer_map,
+    add_targets,
     answered_pixels,
     answers_digest,
     read_answers,
@@ -29,7 +31,7 @@ from adaspx.pipeline.common import _check_covers_pool, _dataset, _progress, pool
 log = logging.getLogger("adaspx")
 
 
-ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks"]
+ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks", "classes"]
 
 
 def annotate(
@@ -57,6 +59,9 @@ def annotate(
     click_cost: str = "region",
     budget: int | None = None,
     overshoot: bool = False,
+    answer: str = "dominant",
+    trim: int = 5,
+    void: str = "class",
     threads: int | None = None,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
@@ -69,9 +74,16 @@ def annotate(
     answers in the selection's rank order and skips a region whose true clicks no longer fit: a round never
     spends more than its budget (the warm-up, with no model to estimate from, would otherwise overspend).
 
+    ``answer="classes"`` answers each region with its class set (:func:`adaspx.annotation.class_sets` with
+    ``trim`` and ``void``), charged one click per member (it needs ``click_cost="classes"``). A set naming one class
+    (void aside) labels the region's pixels with it, as a dominant answer does; a set of several classes gives
+    them that set in ``targets.h5`` (see :func:`adaspx.artifacts.add_targets`) and no label. The ``classes``
+    column of ``answers.csv`` holds every answer's set (a dominant answer's: its label).
+
     Sieving (``sieve_method``, see :func:`adaspx.annotation.sieve_mask`) uses the previous round's model for every
-    answer, as the reference code; with ``freeze_sieve`` only this round's answers are sieved and earlier answers
-    keep their targets from ``prev_targets_h5``.
+    answer with a label, as the reference code (never the pixels of a set of several classes); with
+    ``freeze_sieve`` only this round's answers are sieved and earlier answers keep their targets from
+    ``prev_targets_h5``.
     """
     if sieve_method not in annotation.SIEVE_METHODS:
         raise ValueError(
@@ -79,6 +91,10 @@ def annotate(
         )
     if click_cost not in acquisition.CLICK_COSTS:
         raise ValueError(f"click cost {click_cost!r} unknown; expected one of {', '.join(acquisition.CLICK_COSTS)}")
+    if answer not in annotation.ANSWERS:
+        raise ValueError(f"answer {answer!r} unknown; expected one of {', '.join(annotation.ANSWERS)}")
+    if answer == "classes" and click_cost != "classes":
+        raise ValueError("class-set answers are charged one click per class: they need click cost 'classes'")
     if budget is not None and budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
     if sieve and not probs_paths:
@@ -111,7 +127,8 @@ def annotate(
         regions = stack.enter_context(MultiArtifact(region_paths))
         _check_covers_pool(regions, ids)
         if click_cost == "classes":
-            selection = _charge_classes(selection, selection_path, regions, ds, budget, overshoot)
+            cost = _SetCost(trim, void) if answer == "classes" else _class_clicks
+            selection = _charge_classes(selection, selection_path, regions, ds, budget, overshoot, cost)
         else:  # exact costs: the selection fits the budget, the reserve (there is none) is not needed
             selection = selection[~selection["reserve"]]
         by_image = {k: g for k, g in selection.groupby("image", sort=False)}
@@ -131,7 +148,10 @@ def annotate(
             "click_cost": click_cost,
             "budget": budget,
             "overshoot": overshoot,
+            "answer": answer,
         }
+        if answer == "classes":
+            settings.update(trim=trim, void=void)
         provenance = {"experiment": experiment, "seed": seed, "round": round}
         wa = stack.enter_context(ArtifactWriter(answers_h5, SCHEMA_ANSWERS, config=settings, **provenance))
         wt = stack.enter_context(ArtifactWriter(targets_h5, SCHEMA_TARGETS, config=settings, sieve=sieve, **provenance))
@@ -140,6 +160,11 @@ def annotate(
         # Rows are numbered in pool order, then selection order within an image, whatever the number of threads.
         labels_of_row = np.full(len(previous) + len(selection), IGNORE_INDEX, dtype=np.int64)
         labels_of_row[: len(previous)] = previous["label"].to_numpy(np.int64)
+        # class-set membership of every answer (void aside); sets of two classes or more train as sets
+        members_of_row = np.zeros((len(labels_of_row), c), dtype=bool)
+        members_of_row[: len(previous)] = annotation.set_members(
+            [annotation.parse_classes(t) for t in previous["classes"]], c
+        )
         first_row, n = {}, len(previous)
         for image_id in ids:
             first_row[image_id] = n
@@ -148,8 +173,10 @@ def annotate(
         fresh_rows = np.arange(len(previous), len(labels_of_row)) if frozen is not None else None
 
         def answer_one(image_id: str, amap, amap_rows, rmap, raw_probs, frozen_target):
-            """(answer map and its rows, targets, new answer rows, per-class counts before and after sieving)."""
+            """(answer map and its rows, targets, class-set targets (set map, table) or None, new answer rows,
+            per-class counts before and after sieving, class-set pixels and those whose class is in their set)."""
             gt, rows, counts = None, [], np.zeros((2, 2, c), dtype=np.int64)
+            set_count = np.zeros(2, dtype=np.int64)
             if image_id in by_image:
                 sel = by_image[image_id]
                 gt = ds.label(image_id)
@@ -164,6 +191,13 @@ def annotate(
                     labels, pixels = annotation.dominant_labels(rmap, gt, rids, where=where)
                 except ValueError as err:
                     raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
+                if answer == "classes":  # the sets were found when they were charged
+                    texts = sel["classes"].tolist()
+                    sets = [annotation.parse_classes(t) for t in texts]
+                    labels = np.array([annotation.set_label(v) for v in sets], dtype=np.uint8)
+                else:
+                    sets = [labels[k : k + 1] for k in range(len(labels))]
+                    texts = [annotation.format_classes(v) for v in sets]
                 first = first_row[image_id]
                 if amap is None:
                     amap, amap_rows = np.zeros(gt.shape, dtype=np.uint16), np.zeros(0, dtype=np.int64)
@@ -173,14 +207,19 @@ def annotate(
                     amap = amap.astype(np.uint32)
                 annotation.paint_answers(amap, rmap, rids, np.arange(k + 1, k + 1 + len(rids)), where=where)
                 labels_of_row[first : first + len(rids)] = labels  # this image's rows: no other thread's
-                for rid, lab, npx, clicks in zip(rids, labels, pixels, sel[charged_col], strict=True):
-                    rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks)))
+                members_of_row[first : first + len(rids)] = annotation.set_members(sets, c)
+                for rid, lab, npx, clicks, text in zip(rids, labels, pixels, sel[charged_col], texts, strict=True):
+                    rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks), text))
             if amap is None:  # never answered: no targets, nothing to count
-                return None, None, None, rows, counts
+                return None, None, None, None, rows, counts, set_count
             answered, pixel_rows = answered_pixels(amap, amap_rows)  # every labeled pixel is one of these
             target = annotation.answered_targets(amap.shape, answered, labels_of_row[pixel_rows])
+            sets = _set_targets(amap, amap_rows, answered, pixel_rows, members_of_row)
+            if sets is not None:
+                gt = ds.label(image_id) if gt is None else gt
+                _count_sets(set_count, sets, gt)
             if not (target.ravel()[answered] != IGNORE_INDEX).any():
-                return amap, amap_rows, target, rows, counts
+                return amap, amap_rows, target, sets, rows, counts, set_count
             gt = ds.label(image_id) if gt is None else gt
             _count(counts[0], target.ravel()[answered], gt.ravel()[answered], c)
             if raw_probs is not None:
@@ -198,7 +237,7 @@ def annotate(
                     old = answered[pixel_rows < len(previous)]
                     target.ravel()[old] = frozen_target.ravel()[old]
             _count(counts[1], target.ravel()[answered], gt.ravel()[answered], c)
-            return amap, amap_rows, target, rows, counts
+            return amap, amap_rows, target, sets, rows, counts, set_count
 
         workers = threads or usable_cores()
         rings = [BufferRing(workers) for _ in range(4)]
@@ -215,14 +254,18 @@ def annotate(
 
         new_rows: list[tuple] = []
         results = ordered_map(answer_one, inputs(), workers)
-        for image_id, (amap, amap_rows, target, rows, counts) in zip(_progress(ids, "annotate"), results, strict=True):
+        set_counts = np.zeros(2, dtype=np.int64)  # pixels with a class set, and those whose class is in it
+        for image_id, (amap, amap_rows, target, sets, rows, counts, set_count) in zip(
+            _progress(ids, "annotate"), results, strict=True
+        ):
             if amap is None:
                 shape = regions.dataset("labels", image_id).shape
                 amap, amap_rows = np.zeros(shape, dtype=np.uint16), np.zeros(0, dtype=np.int64)
                 target = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
             add_answer_map(wa, image_id, amap, amap_rows)
-            wt.add("labels", image_id, target)
+            add_targets(wt, image_id, target, *(sets if sets is not None else (None, None)))
             new_rows.extend(rows)
+            set_counts += set_count
             before += counts[0]
             after += counts[1]
         answers = pd.concat([previous, pd.DataFrame(new_rows, columns=ANSWER_COLUMNS)], ignore_index=True)
@@ -231,6 +274,7 @@ def annotate(
     atomic_write_text(answers_csv, table)
 
     this_round = answers[answers["round"] == round]
+    named = np.array([np.count_nonzero(annotation.parse_classes(t) != IGNORE_INDEX) for t in this_round["classes"]])
     lb, cb, la, ca = before[0].sum(), before[1].sum(), after[0].sum(), after[1].sum()
     stats = {
         "experiment": experiment,
@@ -244,7 +288,11 @@ def annotate(
         "click_cost": click_cost,
         "clicks": int(answers["clicks"].sum()),
         "regions_round": len(this_round),
-        "void_answers_round": int((this_round["label"] == IGNORE_INDEX).sum()),
+        "void_answers_round": int((named == 0).sum()),
+        "answer": answer,
+        "set_answers_round": int((named >= 2).sum()),
+        "set_pixels": int(set_counts[0]),
+        "set_precision": float(set_counts[1] / set_counts[0]) if set_counts[0] else None,
         "labeled_pixels_before_sieve": int(lb),
         "labeled_pixels": int(la),
         "label_precision_before_sieve": float(cb / lb) if lb else None,
@@ -267,11 +315,34 @@ def annotate(
     write_json(stats_json, stats)
 
 
+def _class_clicks(rmap: np.ndarray, gt: np.ndarray, rids: np.ndarray) -> tuple[np.ndarray, None]:
+    """A dominant answer's true clicks: the region's non-void ground-truth classes, at least 1."""
+    return annotation.class_clicks(rmap, gt, rids), None
+
+
+@dataclass(frozen=True)
+class _SetCost:
+    """A class-set answer's true clicks, one per member of its set, and the set's ``classes`` text."""
+
+    trim: int
+    void: str
+
+    def __call__(self, rmap: np.ndarray, gt: np.ndarray, rids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        sets = annotation.class_sets(rmap, gt, rids, trim=self.trim, void=self.void)
+        return np.array([len(v) for v in sets], dtype=np.int64), [annotation.format_classes(v) for v in sets]
+
+
 def _charge_classes(
-    selection: pd.DataFrame, selection_path, regions, ds, budget: int | None, overshoot: bool = False
+    selection: pd.DataFrame,
+    selection_path,
+    regions,
+    ds,
+    budget: int | None,
+    overshoot: bool = False,
+    cost=_class_clicks,
 ) -> pd.DataFrame:
-    """The rows of the selection the annotator answers, with their true clicks (``charged``: the region's
-    ground-truth classes).
+    """The rows of the selection the annotator answers, with their true clicks (``charged``, from ``cost``: by
+    default the region's ground-truth classes; with :class:`_SetCost` also each answer's ``classes``).
 
     Rows are answered in order, the selection first and then the reserve, each skipped when its clicks no longer
     fit the budget, until the budget is spent; without a budget, the selection only. With ``overshoot``
@@ -280,15 +351,18 @@ def _charge_classes(
     ``reserve_used`` (reserve rows answered).
     """
     charged: dict[int, int] = {}
+    classes: dict[int, str] = {}
 
     def charge(rows: pd.DataFrame) -> None:
         for image_id, sel in rows.groupby("image", sort=False):
             rmap, gt = regions.get("labels", image_id), ds.label(image_id)
             try:
-                clicks = annotation.class_clicks(rmap, gt, sel["region"].to_numpy(np.int64))
+                clicks, texts = cost(rmap, gt, sel["region"].to_numpy(np.int64))
             except ValueError as err:
                 raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
             charged.update(zip(sel.index.tolist(), clicks.tolist(), strict=True))
+            if texts is not None:
+                classes.update(zip(sel.index.tolist(), texts, strict=True))
 
     chosen = selection[~selection["reserve"]]
     reserve = selection[selection["reserve"]] if budget is not None else selection.iloc[:0]
@@ -312,6 +386,8 @@ def _charge_classes(
             spent += charged[i]
             used += 1
     out = selection.loc[keep].assign(charged=[charged[i] for i in keep])
+    if classes:
+        out = out.assign(classes=[classes[i] for i in keep])
     out.attrs.update(skipped=skipped, reserve_used=used)
     if skipped or used:
         log.info(
@@ -323,6 +399,35 @@ def _charge_classes(
             spent,
         )
     return out
+
+
+def _set_targets(
+    amap: np.ndarray, amap_rows: np.ndarray, answered: np.ndarray, pixel_rows: np.ndarray, members_of_row: np.ndarray
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The class-set targets of one image (its stored answer map and rows, its answered pixels and their rows):
+    (H, W) map of k + 1 where the pixel's latest answer is the image's k-th set of several classes (in row order),
+    0 elsewhere, and the (K, C) membership of those sets; None when no pixel has one."""
+    several = members_of_row[amap_rows].sum(axis=1) >= 2  # the image's rows only
+    if not several.any():
+        return None
+    in_set = several[amap.ravel()[answered].astype(np.int64) - 1]
+    if not in_set.any():
+        return None
+    rows, local = np.unique(pixel_rows[in_set], return_inverse=True)
+    set_map = np.zeros(amap.shape, dtype=np.uint16 if rows.size <= np.iinfo(np.uint16).max else np.uint32)
+    set_map.ravel()[answered[in_set]] = local + 1
+    return set_map, members_of_row[rows]
+
+
+def _count_sets(acc: np.ndarray, sets: tuple[np.ndarray, np.ndarray], gt: np.ndarray) -> None:
+    """Pixels with a class set, and those whose ground truth is a member of it (void never is), into ``acc``."""
+    set_map, table = sets
+    inside = np.flatnonzero(set_map.ravel())
+    truth = gt.ravel()[inside].astype(np.int64)
+    real = truth != IGNORE_INDEX
+    k = set_map.ravel()[inside].astype(np.int64) - 1
+    acc[0] += inside.size
+    acc[1] += int(table[k[real], truth[real]].sum())
 
 
 def _count(acc: np.ndarray, target: np.ndarray, gt: np.ndarray, c: int) -> None:
