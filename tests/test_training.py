@@ -700,3 +700,105 @@ def test_train_init_previous_fine_tunes_the_previous_model(train_stage, tmp_path
     assert trained.keys() == previous.keys()
     for name, p in trained.items():
         torch.testing.assert_close(p, previous[name], rtol=0, atol=1e-6, msg=name)
+
+
+# ------------------------------------------------------------------------------------ class-set answers
+
+
+def _set_points():
+    """Four points of three classes, temperature 1 (exp(z) in brackets): A labeled 0 [2, 1, 1]; B and C in set
+    {0, 1}: B [1, 1, 1], C [1, 2, 1]; D without a target. Set {1, 2} has no point here."""
+    ln2 = float(np.log(2.0))
+    logits = torch.tensor([[ln2, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, ln2, 0.0], [5.0, -5.0, 0.0]], dtype=torch.float64)
+    codes = torch.tensor([0, 256, 256, 255])
+    table = torch.tensor([[True, True, False], [False, True, True]])
+    return logits, codes, table
+
+
+def test_class_set_terms_against_hand_computed_values():
+    from adaspx.training import SetLoss, class_set_loss, class_set_terms
+
+    logits, codes, table = _set_points()
+    ones = SetLoss(ce_temperature=1.0, mc_temperature=1.0, group_temperature=1.0)
+    terms = class_set_terms(logits, codes, table, ones)
+    ln = np.log
+    assert float(terms["ce"]) == pytest.approx(ln(2))  # p_0(A) = 2/4
+    assert float(terms["mc"]) == pytest.approx((-ln(2 / 3) - ln(3 / 4)) / 2)  # p_0 + p_1 of B, of C
+    # per member of {0, 1}, the highest probability over B and C: p_0 = max(1/3, 1/4), p_1 = max(1/3, 2/4)
+    assert float(terms["group"]) == pytest.approx((-ln(1 / 3) - ln(1 / 2)) / 2)
+    total = (16 * ln(2) + 8 * float(terms["mc"]) + 1 * float(terms["group"])) / 16
+    assert float(class_set_loss(logits, codes, table, ones)) == pytest.approx(total)
+    # a temperature divides the logits of its term only; the total is divided by ce_weight / ce_temperature
+    cfg = SetLoss()
+    tempered = class_set_terms(logits, codes, table, cfg)
+    for name in ("ce", "mc", "group"):
+        assert float(tempered[name]) == pytest.approx(float(class_set_terms(logits / 0.1, codes, table, ones)[name]))
+    expected = (16 * tempered["ce"] + 8 * tempered["mc"] + tempered["group"]) * 0.1 / 16
+    assert float(class_set_loss(logits, codes, table, cfg)) == pytest.approx(float(expected))
+    # nothing to average: 0
+    empty = class_set_terms(logits, torch.full((4,), 255), table, cfg)
+    assert [float(v) for v in empty.values()] == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("members", [[True, False, False], [True, True, True]])
+def test_class_set_loss_gradients_are_finite_for_one_or_every_class(members):
+    from adaspx.training import SetLoss, class_set_loss, class_set_terms
+
+    logits = torch.tensor([[300.0, -300.0, 0.0], [-300.0, 300.0, 0.0], [0.0, 0.0, 900.0]], requires_grad=True)
+    codes, table = torch.tensor([256, 256, 2]), torch.tensor([members])
+    loss = class_set_loss(logits, codes, table, SetLoss())
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    if all(members):  # "one of every class" is always true: the multiple-choice term is 0
+        terms = class_set_terms(logits.detach(), codes, table, SetLoss())
+        assert float(terms["mc"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_collate_renumbers_each_samples_class_sets_into_the_batch_table():
+    from adaspx.training import _Collate
+
+    image = np.zeros((2, 3, 3), np.uint8)
+    a = (image, np.array([[256, 1, 255], [256, 256, 0]], np.int32), np.array([[1, 1, 0]], bool))
+    b = (image, np.array([[257, 256, 2], [255, 255, 255]], np.int32), np.array([[0, 1, 1], [1, 0, 1]], bool))
+    plain = (image, np.array([[0, 1, 2], [255, 255, 255]], np.uint8), None)
+    _, tb, _, table = _Collate(None)([a, plain, b])
+    assert tb.tolist() == [[[256, 1, 255], [256, 256, 0]], [[0, 1, 2], [255, 255, 255]], [[258, 257, 2], [255] * 3]]
+    assert table.tolist() == [[True, True, False], [False, True, True], [True, False, True]]
+    _, tb, _, table = _Collate(None)([plain, plain])
+    assert tb.dtype == torch.uint8 and table is None  # no class sets: the batch of plain labels, as before
+
+
+def test_training_from_class_sets_learns_one_of_the_set(toy):
+    # class 0 is labeled on 10% of its pixels; every pixel of classes 1 and 2 is only known to be "1 or 2"
+    from adaspx.annotation import SetTarget
+    from adaspx.training import SetLoss
+
+    images, labels, _ = toy
+    rng = np.random.default_rng(5)
+    targets = []
+    for label in labels:
+        codes = np.where((label == 0) & (rng.random(label.shape) < 0.1), 0, 255).astype(np.int32)
+        codes[label > 0] = 256
+        targets.append(SetTarget(codes, np.array([[False, True, True]])))
+    config = TrainConfig(iterations=60, batch_size=4, lr=0.05)
+    runs = [
+        train_model(
+            images, targets, num_classes=3, config=config, seed=0, threads=1, progress=False, set_loss=SetLoss()
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    assert all(torch.equal(v, runs[1].state_dict()[k]) for k, v in runs[0].state_dict().items())
+    val_images, val_labels = toy_scenes(np.random.default_rng(1), 6)
+    pred = np.stack([p.argmax(0) for p in predict_probs(runs[0], val_images)])
+    truth = np.stack(val_labels)
+    assert ((pred > 0) == (truth > 0)).mean() > 0.9  # class 0 against "one of the set"
+
+
+def test_set_targets_with_codes_outside_their_sets_are_refused(toy):
+    from adaspx.annotation import SetTarget
+    from adaspx.training import SetLoss
+
+    images, labels, _ = toy
+    bad = SetTarget(np.full(labels[0].shape, 257, np.int32), np.array([[False, True, True]]))
+    with pytest.raises(ValueError, match="target 0: code 257 is neither a class 0..2, 255 nor one of its 1 class sets"):
+        train_model(images[:1], [bad], num_classes=3, config=FAST, seed=0, progress=False, set_loss=SetLoss())

@@ -62,6 +62,7 @@ from torch.utils.data import Dataset as TorchDataset
 from tqdm import tqdm
 
 from adaspx import IGNORE_INDEX
+from adaspx.annotation import SET_CODE, SetTarget
 from adaspx.h5io import Artifact, temporary_name
 from adaspx.models import MODELS, build_model, upsample_logits
 
@@ -126,6 +127,35 @@ class TrainConfig:
         if len(hw) != 2 or not all(isinstance(v, int) and v >= 1 for v in hw):
             raise ValueError(f"crop_size must be a positive integer, an (h, w) pair or None, got {c!r}")
         return hw  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SetLoss:
+    """MulActSeg's loss for class-set answers (the ``train.set_loss`` config block): ``ce_weight`` x cross-entropy
+    on pixels with a label + ``mc_weight`` x the multiple-choice term on pixels with a class set + ``group_weight`` x
+    the group term on each set's classes (:func:`class_set_loss`), each term's softmax at its own temperature.
+
+    The weighted sum is divided by ``ce_weight / ce_temperature``: with only labels the gradient with respect to the
+    logits is then ``softmax(z / T) - y``, the scale of plain cross-entropy, so the SGD learning rates of the
+    dominant-label recipe serve here too. MulActSeg trains with AdamW, whose steps do not change when the loss is
+    multiplied by a constant: there the division changes nothing."""
+
+    ce_weight: float = 16.0
+    mc_weight: float = 8.0
+    group_weight: float = 1.0
+    ce_temperature: float = 0.1
+    mc_temperature: float = 0.1
+    group_temperature: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("ce_weight", "mc_weight", "group_weight"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"set_loss.{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.ce_weight > 0:
+            raise ValueError(f"set_loss.ce_weight must be positive, got {self.ce_weight!r}")
+        for name in ("ce_temperature", "mc_temperature", "group_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"set_loss.{name} must be positive, got {getattr(self, name)!r}")
 
 
 def default_device(device: str | torch.device | None = None) -> torch.device:
@@ -226,7 +256,10 @@ def _check_image(i: int, image: Any) -> np.ndarray:
     return image
 
 
-def _check_target(i: int, target: Any, num_classes: int) -> np.ndarray:
+def _check_target(i: int, target: Any, num_classes: int):
+    """A target as training uses it: (H, W) uint8 labels, or a :class:`SetTarget` whose codes name its sets."""
+    if isinstance(target, SetTarget):
+        return _check_set_target(i, target, num_classes)
     target = np.asarray(target)
     if target.ndim != 2:
         raise ValueError(f"target {i}: expected an (H, W) array, got shape {target.shape}")
@@ -240,12 +273,38 @@ def _check_target(i: int, target: Any, num_classes: int) -> np.ndarray:
     return target.astype(np.uint8, copy=False)
 
 
-def _check_shapes(i: int, image: np.ndarray, target: np.ndarray) -> None:
+def _check_set_target(i: int, target: SetTarget, num_classes: int) -> SetTarget:
+    codes, table = np.asarray(target.codes), np.asarray(target.table)
+    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
+        raise ValueError(f"target {i}: expected (H, W) integer codes, got {codes.dtype} {codes.shape}")
+    if table.ndim != 2 or table.shape[1] != num_classes or table.dtype != bool:
+        raise ValueError(
+            f"target {i}: class sets must be a (K, {num_classes}) bool table, got {table.dtype} {table.shape}"
+        )
+    bad = (codes != IGNORE_INDEX) & (
+        (codes < 0) | (codes >= SET_CODE + len(table)) | ((codes >= num_classes) & (codes < SET_CODE))
+    )
+    if bad.any():
+        raise ValueError(
+            f"target {i}: code {int(codes[bad][0])} is neither a class 0..{num_classes - 1}, {IGNORE_INDEX} nor one "
+            f"of its {len(table)} class sets"
+        )
+    if len(table) and (table.sum(axis=1) == 0).any():
+        raise ValueError(f"target {i}: an empty class set")
+    return SetTarget(codes.astype(np.int32, copy=False), table)
+
+
+def _target_shape(target) -> tuple[int, int]:
+    return (target.codes if isinstance(target, SetTarget) else target).shape
+
+
+def _check_shapes(i: int, image: np.ndarray, target) -> None:
+    target = target.codes if isinstance(target, SetTarget) else target
     if target.shape != image.shape[:2]:
         raise ValueError(f"target {i}: shape {target.shape} does not match image {i} of shape {image.shape}")
 
 
-def _check_pair(i: int, image: Any, target: Any, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def _check_pair(i: int, image: Any, target: Any, num_classes: int):
     image = _check_image(i, image)
     target = _check_target(i, target, num_classes)
     _check_shapes(i, image, target)
@@ -279,10 +338,13 @@ def _scan(images: Sequence, targets: Sequence, num_classes: int, h: Any) -> _Inp
             image, target = _check_pair(i, images[i], targets[i], num_classes)
             h.update(repr(image.shape).encode())
             h.update(np.ascontiguousarray(image[:: max(image.shape[0] // 8, 1), :: max(image.shape[1] // 8, 1)]))
-        h.update(repr(target.shape).encode())
-        h.update(np.ascontiguousarray(target))
-        found.shapes.append(target.shape)
-        n = int(np.count_nonzero(target != IGNORE_INDEX))
+        codes = target.codes if isinstance(target, SetTarget) else target
+        h.update(repr(codes.shape).encode())
+        h.update(np.ascontiguousarray(codes))
+        if isinstance(target, SetTarget):
+            h.update(np.ascontiguousarray(target.table))
+        found.shapes.append(codes.shape)
+        n = int(np.count_nonzero(codes != IGNORE_INDEX))
         if n:
             found.usable.append(i)
             found.labeled += n
@@ -402,35 +464,46 @@ class _Samples(TorchDataset):
     def __len__(self) -> int:
         return len(self.targets)
 
-    def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         if i in self.cache:
             self.cache.move_to_end(i)
             return self.cache[i]
         image = _check_image(i, self.images[i])
-        target = np.asarray(self.targets[i])
+        target = self.targets[i]
         _check_shapes(i, image, target)
-        size = image.nbytes + target.nbytes
+        if isinstance(target, SetTarget):  # checked by _scan
+            target, table = np.asarray(target.codes, dtype=np.int32), np.asarray(target.table)
+        else:
+            target, table = np.asarray(target), None
+        pair = (image, target, table)
+        size = _nbytes(pair)
         if size <= self.cache_bytes:
-            self.cache[i] = (image, target)
+            self.cache[i] = pair
             self.cached += size
             while self.cached > self.cache_bytes:
-                _, (old_image, old_target) = self.cache.popitem(last=False)
-                self.cached -= old_image.nbytes + old_target.nbytes
-        return image, target
+                _, old = self.cache.popitem(last=False)
+                self.cached -= _nbytes(old)
+        return pair
 
-    def __getitem__(self, key: _SampleKey) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, key: _SampleKey) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         i, y0, x0, flip = key
-        image, target = self._pair(i)
+        image, target, table = self._pair(i)
         if self.crop is not None:
             ch, cw = self.crop
             image, target = image[y0 : y0 + ch, x0 : x0 + cw], target[y0 : y0 + ch, x0 : x0 + cw]
         if flip:
             image, target = image[:, ::-1], target[:, ::-1]
-        return image, target
+        return image, target, table
+
+
+def _nbytes(arrays: tuple) -> int:
+    return sum(a.nbytes for a in arrays if a is not None)
 
 
 class _Collate:
-    """Samples to one batch: uint8 tensors of images (B, h, w, 3) and targets (B, h, w), and each sample's size.
+    """Samples to one batch: uint8 tensors of images (B, h, w, 3) and targets (B, h, w), each sample's size, and
+    the class sets of the batch (None when no sample has any). With class sets the targets are int32 codes
+    (:class:`SetTarget`) renumbered into the batch's table, the samples' tables one after the other.
 
     The batch is ``crop`` large, or as large as its largest sample without a crop. Smaller samples are placed
     top-left; the rest of the target is 255 and the rest of the image is set to zero after normalization (see
@@ -441,22 +514,27 @@ class _Collate:
         self.crop = crop
 
     def __call__(
-        self, samples: list[tuple[np.ndarray, np.ndarray]]
-    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
+        self, samples: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+    ) -> tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]], torch.Tensor | None]:
         if self.crop is not None:
             bh, bw = self.crop
         else:
-            bh = max(t.shape[0] for _, t in samples)
-            bw = max(t.shape[1] for _, t in samples)
+            bh = max(t.shape[0] for _, t, _ in samples)
+            bw = max(t.shape[1] for _, t, _ in samples)
+        tables = [table for _, _, table in samples if table is not None]
         xb = np.zeros((len(samples), bh, bw, 3), dtype=np.uint8)
-        tb = np.full((len(samples), bh, bw), IGNORE_INDEX, dtype=np.uint8)
-        sizes = []
-        for k, (image, target) in enumerate(samples):
+        tb = np.full((len(samples), bh, bw), IGNORE_INDEX, dtype=np.int32 if tables else np.uint8)
+        sizes, offset = [], 0
+        for k, (image, target, table) in enumerate(samples):
             h, w = target.shape
             xb[k, :h, :w] = image
             tb[k, :h, :w] = target
+            if table is not None:  # this sample's sets follow the previous samples' in the batch's table
+                tb[k, :h, :w] += np.where(target >= SET_CODE, offset, 0).astype(np.int32)
+                offset += len(table)
             sizes.append((h, w))
-        return torch.from_numpy(xb), torch.from_numpy(tb), sizes
+        table = torch.from_numpy(np.concatenate(tables)) if tables else None
+        return torch.from_numpy(xb), torch.from_numpy(tb), sizes, table
 
 
 def default_workers(threads: int | None) -> int:
@@ -496,7 +574,8 @@ def _iterate(loader: DataLoader) -> Iterator[Iterator]:
             shutdown()
 
 
-_Batch = tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]]]  # images, targets, sample sizes (see _Collate)
+# images, targets, sample sizes, class sets (see _Collate)
+_Batch = tuple[torch.Tensor, torch.Tensor, list[tuple[int, int]], torch.Tensor | None]
 
 
 @dataclass(frozen=True)
@@ -599,6 +678,79 @@ def _loss(
     return criterion(logits.float(), target)
 
 
+def class_set_terms(logits: torch.Tensor, codes: torch.Tensor, table: torch.Tensor | None, config: SetLoss):
+    """The three terms of MulActSeg's loss over points with a target (``OnehotCEMultihotChoice`` and
+    ``GroupMultiLabelCE_onlymulti`` of its ``active_joint_multi_predignore_lossdecomp`` trainer), as a dict.
+
+    ``logits`` (P, C); ``codes`` (P,): a class (its pixel has a label), ``SET_CODE + k`` (the pixel lies in a
+    region answered with class set ``table[k]``) or 255 (left out); ``table`` (K, C) bool.
+
+    - ``ce``: mean over labeled points of ``-log softmax(z / T_ce)[label]``;
+    - ``mc``: mean over set points of ``-log sum_{c in S} softmax(z / T_mc)_c`` (the probability of "one of the
+      set");
+    - ``group``: mean over the (set, member) pairs of the sets with a point here of
+      ``-log max_{points of the set} softmax(z / T_g)_c``: some pixel of the region must show each of its classes.
+
+    A term with nothing to average is 0. Computed from log-softmax (the log of a maximum is the maximum of the
+    logs), so it stays finite when a probability underflows; MulActSeg divides sums by count + 1 and adds 1e-8
+    inside the log, which changes nothing measurable on crops of many pixels."""
+    zero = logits.sum() * 0.0  # keeps the graph when a term is empty
+    labeled = codes < SET_CODE
+    labeled &= codes != IGNORE_INDEX
+    terms = {"ce": zero, "mc": zero, "group": zero}
+    if labeled.any():
+        logp = F.log_softmax(logits[labeled] / config.ce_temperature, dim=1)
+        terms["ce"] = -logp.gather(1, codes[labeled].long()[:, None]).mean()
+    in_set = codes >= SET_CODE
+    if table is not None and in_set.any():
+        k = codes[in_set].long() - SET_CODE
+        members = table[k]
+        logp = F.log_softmax(logits[in_set] / config.mc_temperature, dim=1)
+        terms["mc"] = -torch.logsumexp(logp.masked_fill(~members, -math.inf), dim=1).mean()
+        logp = F.log_softmax(logits[in_set] / config.group_temperature, dim=1)
+        best = torch.full((len(table), logits.shape[1]), -math.inf, dtype=logp.dtype, device=logp.device)
+        best = best.scatter_reduce(0, k[:, None].expand_as(logp), logp, reduce="amax", include_self=True)
+        present = torch.zeros(len(table), dtype=torch.bool, device=logp.device)
+        present[k] = True
+        pairs = table & present[:, None]
+        terms["group"] = -best[pairs].mean()
+    return terms
+
+
+def class_set_loss(logits: torch.Tensor, codes: torch.Tensor, table: torch.Tensor | None, config: SetLoss):
+    """The weighted sum of :func:`class_set_terms`, divided by ``ce_weight / ce_temperature`` (see
+    :class:`SetLoss`)."""
+    terms = class_set_terms(logits, codes, table, config)
+    total = config.ce_weight * terms["ce"] + config.mc_weight * terms["mc"] + config.group_weight * terms["group"]
+    return total * (config.ce_temperature / config.ce_weight)
+
+
+def _set_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    codes: torch.Tensor,
+    table: torch.Tensor | None,
+    config: SetLoss,
+    point_loss: bool,
+) -> torch.Tensor:
+    """:func:`class_set_loss` of a batch: logits at the points with a target, sampled from the low-resolution
+    logits as :func:`_loss` does on CPU, else from the upsampled map."""
+    if point_loss and hasattr(model, "forward_lowres"):
+        frac = float((codes != IGNORE_INDEX).sum()) / codes.numel()
+        if frac <= _POINT_LOSS_MAX_FRACTION:
+            logits, points = point_logits(model.forward_lowres(x), codes)
+            c = logits.shape[1]
+            return class_set_loss(logits.float().permute(0, 2, 3, 1).reshape(-1, c), points.reshape(-1), table, config)
+        logits = upsample_logits(model.forward_lowres(x), (x.shape[-2], x.shape[-1]))
+    else:
+        logits = model(x)
+    c = logits.shape[1]
+    flat = codes.reshape(-1)
+    keep = flat != IGNORE_INDEX
+    points = logits.float().permute(0, 2, 3, 1).reshape(-1, c)[keep]
+    return class_set_loss(points, flat[keep], table, config)
+
+
 # ---------------------------------------------------------------------------------------------- training
 
 
@@ -618,8 +770,12 @@ def train_model(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int = 100,
     on_iteration: Callable[[int], None] | None = None,
+    set_loss: SetLoss | None = None,
 ) -> nn.Module:
     """Train ``config.model`` on the labeled pixels of ``targets``; return it in eval mode.
+
+    A target may be a :class:`adaspx.annotation.SetTarget` (pixels answered with class sets); ``set_loss`` then
+    replaces cross-entropy with MulActSeg's loss (:class:`SetLoss`) for every batch.
 
     ``images`` and ``targets`` are sequences of (H, W, 3) uint8 arrays and (H, W) integer arrays: lists, or
     :class:`LazyArrays` / :class:`H5Arrays` read item by item when a batch needs it. Every target is read once
@@ -667,6 +823,8 @@ def train_model(
     if not isinstance(checkpoint_every, int) or checkpoint_every < 0:
         raise ValueError(f"checkpoint_every must be a non-negative integer, got {checkpoint_every!r}")
     h = _fingerprint(len(images), num_classes, config, seed, weights)
+    if set_loss is not None:
+        h.update(repr(set_loss).encode())
     try:
         inputs = _scan(images, targets, num_classes, h)
     finally:
@@ -696,7 +854,7 @@ def train_model(
             torch.manual_seed(seed)
             model = build_model(config.model, num_classes, weights=weights).to(dev)
             state = _TrainState.start(model, config, dev, seed)
-            _fit(state, stream, config, resume, progress=progress, on_iteration=on_iteration)
+            _fit(state, stream, config, resume, progress=progress, on_iteration=on_iteration, set_loss=set_loss)
     finally:
         _close_files(images, targets)
         torch.set_num_threads(prev_threads)
@@ -847,12 +1005,13 @@ class _TrainState:
 
 
 class _Step:
-    """One optimisation step on ``device``: normalize the batch, cross-entropy over its labeled pixels (the point
-    loss on CPU, bf16 autocast on CUDA where supported), backward, optimizer step. On CUDA it turns cuDNN
-    autotuning on."""
+    """One optimisation step on ``device``: normalize the batch, cross-entropy over its labeled pixels, or with
+    ``set_loss`` :func:`class_set_loss` (the point loss on CPU, bf16 autocast on CUDA where supported), backward,
+    optimizer step. On CUDA it turns cuDNN autotuning on."""
 
-    def __init__(self, device: torch.device) -> None:
+    def __init__(self, device: torch.device, set_loss: SetLoss | None = None) -> None:
         self.device = device
+        self.set_loss = set_loss
         self.bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
         self.point_loss = device.type == "cpu"
         self.normalize = _Normalizer(device)
@@ -862,12 +1021,16 @@ class _Step:
 
     def __call__(self, model: nn.Module, optimizer: torch.optim.Optimizer, batch: _Batch) -> float:
         """The loss of ``batch`` before the update."""
-        xb, tb, sizes = batch
+        xb, tb, sizes, table = batch
         x = self.normalize(xb)
         _zero_padding(x, sizes)
         target = tb.to(self.device, non_blocking=True).long()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            loss = _loss(model, x, target, self.criterion, point_loss=self.point_loss)
+            if self.set_loss is None:
+                loss = _loss(model, x, target, self.criterion, point_loss=self.point_loss)
+            else:
+                table = None if table is None else table.to(self.device)
+                loss = _set_loss(model, x, target, table, self.set_loss, point_loss=self.point_loss)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -944,10 +1107,11 @@ def _fit(
     *,
     progress: bool,
     on_iteration: Callable[[int], None] | None,
+    set_loss: SetLoss | None = None,
 ) -> None:
     """The training loop: continue ``state`` (or the state ``resume`` saved, if there is one) up to
     ``config.iterations``, one step per batch of ``stream``, saving the state when ``resume`` asks for it."""
-    step = _Step(state.device)
+    step = _Step(state.device, set_loss)
     saved = resume.load()
     if saved is not None:
         state.load_state_dict(saved)
