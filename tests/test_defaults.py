@@ -35,6 +35,14 @@ COUNTERPARTS = {
         for k in ("iterations", "batch_size", "lr", "momentum", "weight_decay", "crop_size", "hflip")
     },
     "train.checkpoint_every": [(training.train_model, "checkpoint_every")],
+    **{
+        f"train.set_loss.{k}": [(training.SetLoss, k)]
+        for k in ("ce_weight", "mc_weight", "group_weight", "ce_temperature", "mc_temperature", "group_temperature")
+    },
+    "train.pseudo_labels": [(pipeline.train, "pseudo_labels")],
+    "annotator.trim": [(pipeline.annotate, "trim"), (annotation.class_sets, "trim")],
+    "annotator.void": [(pipeline.annotate, "void"), (annotation.class_sets, "void")],
+    "experiments[].answer": [(pipeline.annotate, "answer")],
     "infer.batch_size": [
         (pipeline.infer, "batch_size"),
         (pipeline.evaluate, "batch_size"),

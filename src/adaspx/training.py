@@ -751,6 +751,25 @@ def _set_loss(
     return class_set_loss(points, flat[keep], table, config)
 
 
+def pseudo_labels(probs: np.ndarray, target) -> np.ndarray:
+    """(H, W) uint8 labels of a target for the second, pseudo-label stage: a labeled pixel keeps its label, a pixel
+    with a class set takes the member of its set that ``probs`` ((C, H, W), the first stage's model) rates highest
+    (ties to the smaller class), every other pixel 255. Plain labels come back as they are.
+
+    MulActSeg's second stage labels a set's pixels by cosine similarity of features to each member's most confident
+    pixel in the region; this is the plain restriction of the model's prediction to the set."""
+    if not isinstance(target, SetTarget):
+        return np.asarray(target, dtype=np.uint8)
+    codes, table = np.asarray(target.codes), np.asarray(target.table)
+    out = np.where(codes < SET_CODE, codes, IGNORE_INDEX).astype(np.uint8)
+    inside = np.flatnonzero(codes.ravel() >= SET_CODE)
+    if inside.size:
+        k = codes.ravel()[inside].astype(np.int64) - SET_CODE
+        p = probs.reshape(probs.shape[0], -1)[:, inside].T  # (n, C)
+        out.ravel()[inside] = np.where(table[k], p, -np.inf).argmax(axis=1)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- training
 
 

@@ -24,6 +24,7 @@ rule annotate:
         sieving=sieve_settings,
         click_cost=config["al"]["click_cost"],
         overshoot=config["al"]["overshoot"],
+        answer=answer_settings,
         budget=budget,
         provenance=provenance,
     script:

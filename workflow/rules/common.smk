@@ -29,6 +29,7 @@ WARMUP_EXPERIMENT = {
     "regions": "base",
     "acquisition": "random",
     "sieve": False,
+    "answer": "dominant",
 }
 
 if len(EXPERIMENTS) != len(config["experiments"]):
@@ -42,6 +43,12 @@ if DS["pool_split"] == DS["val_split"]:
         f"dataset.val_split: {DS['val_split']!r} is also dataset.pool_split: the model would be "
         "evaluated on the images it is trained on"
     )
+for e in config["experiments"]:
+    if e["answer"] == "classes" and config["al"]["click_cost"] != "classes":
+        raise WorkflowError(
+            f"experiments: {e['name']} answers class sets (answer: classes), which cost one click per class: "
+            "set al.click_cost: classes, so that every experiment is charged the same way"
+        )
 WEIGHTS = config["model"]["weights"]
 if WEIGHTS not in (None, "torchvision") and not Path(WEIGHTS).is_file():
     raise WorkflowError(
@@ -175,6 +182,23 @@ def sieve_settings(w):
         "disagree_threshold": s["disagree_threshold"],
         "freeze_sieve": s["freeze"],
     }
+
+
+def answer_settings(w):
+    """What the annotator answers for an experiment; the annotator.* settings only for class sets, so that
+    changing them reruns nothing of an experiment answering dominant labels. The shared warm-up answers dominant
+    labels: every experiment of a seed starts from the same answers."""
+    if experiment(w.experiment)["answer"] != "classes":
+        return {"answer": "dominant"}
+    return {"answer": "classes", **config["annotator"]}
+
+
+def class_set_training(w):
+    """train.set_loss and train.pseudo_labels, for the experiments answering class sets only."""
+    if experiment(w.experiment)["answer"] != "classes":
+        return {}
+    t = config["train"]
+    return {"set_loss": t["set_loss"], "pseudo_labels": t["pseudo_labels"]}
 
 
 def result_settings(block, *neutral):

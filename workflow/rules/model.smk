@@ -35,7 +35,8 @@ rule train:
     params:
         model=config["model"]["name"],
         weights=config["model"]["weights"],
-        train=result_settings("train", "checkpoint_every"),
+        train=result_settings("train", "checkpoint_every", "set_loss", "pseudo_labels"),
+        class_sets=class_set_training,
         provenance=provenance,
     script:
         "../scripts/train.py"

@@ -21,5 +21,6 @@ with log_to(snakemake.log[0]):
         budget=p.budget,
         overshoot=p.overshoot,
         **p.sieving,
+        **p.answer,
         **p.provenance,
     )

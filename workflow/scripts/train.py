@@ -11,4 +11,5 @@ with log_to(snakemake.log[0]):
         threads=snakemake.threads,
         weights=snakemake.params.weights,
         previous_model=snakemake.input.previous_model or None,
+        **snakemake.params.class_sets,
     )

@@ -31,8 +31,10 @@ def train(
     progress: bool = True,
     weights: str | None = None,
     previous_model: str | Path | None = None,
+    set_loss: Mapping[str, float] | None = None,
+    pseudo_labels: bool = False,
 ) -> None:
-    """Train the round's model on the labeled pixels of ``targets_path``; write ``model_out`` when done.
+    """Train the round's model on the targets of ``targets_path``; write ``model_out`` when done.
 
     ``experiment``, ``seed`` and ``round`` (the provenance every round stage takes and records: here in the
     checkpoint's metadata) also seed the training: ``seed`` alone chooses its random numbers.
@@ -42,36 +44,44 @@ def train(
     once ``model_out`` is written) and ``init`` are taken out, the rest are :class:`TrainConfig` fields. The
     initial weights are ``previous_model`` when ``init`` is ``previous`` and one is given (rounds >= 1), else
     ``weights`` (the ``model.weights`` key: none, torchvision or a checkpoint path).
+
+    ``set_loss`` (the ``train.set_loss`` block, for an experiment answering class sets): train with MulActSeg's
+    loss (:class:`adaspx.training.SetLoss`) on labels and class sets. With ``pseudo_labels`` too, a second model is
+    then trained the same way from the same initial weights, with plain cross-entropy on the labels and on
+    :func:`adaspx.training.pseudo_labels` of the sets from the first; that second model is the round's model.
     """
-    from adaspx.training import H5Arrays, LazyArrays, TrainConfig, save_checkpoint, train_model
+    from adaspx.training import SetLoss, TrainConfig, save_checkpoint
 
     params = dict(params)
     checkpoint_every = int(params.pop("checkpoint_every"))
     init = params.pop("init")
     if init not in ("scratch", "previous"):
         raise ValueError(f"train.init must be scratch or previous, got {init!r}")
+    if pseudo_labels and set_loss is None:
+        raise ValueError("pseudo-labels are made from class sets: they need the class-set loss (set_loss)")
     initial = previous_model if init == "previous" and previous_model else weights
     manifest = datasets.load_manifest(manifest_path)
     ds = _dataset(manifest, "pool")
     config = TrainConfig(model=model, **params)
-    # Images and targets are read as batches need them, by the DataLoader's workers (the job's threads beyond the
-    # first): a Cityscapes-size pool is never held in memory. Only images with labeled pixels take part. The
-    # targets file is closed here; each worker opens its own handle (HDF5 is not fork-safe).
-    with Artifact(targets_path, SCHEMA_TARGETS) as t:
-        ids = [i for i in pool_ids(manifest) if (t.get("labels", i) != IGNORE_INDEX).any()]
-    log.info("training %s on %d images with labels, initial weights: %s", model, len(ids), initial or "random")
-    net = train_model(
-        LazyArrays(ids, ds.image),
-        H5Arrays(targets_path, "labels", ids, schema=SCHEMA_TARGETS),
-        num_classes=manifest["num_classes"],
-        config=config,
-        seed=seed,
-        threads=threads,
-        progress=progress,
-        weights=initial,
-        checkpoint=Path(model_out).with_name("train_checkpoint.pt"),
-        checkpoint_every=checkpoint_every,
-    )
+    loss = SetLoss(**set_loss) if set_loss is not None else None
+    common = dict(num_classes=manifest["num_classes"], config=config, seed=seed, threads=threads,
+                  progress=progress, weights=initial, checkpoint_every=checkpoint_every)  # fmt: skip
+    checkpoint = Path(model_out).with_name("train_checkpoint.pt")
+    ids, targets = _training_targets(manifest, targets_path, class_sets=loss is not None)
+    log.info("training %s on %d images with targets, initial weights: %s", model, len(ids), initial or "random")
+    net = _train(ds, ids, targets, checkpoint=checkpoint, set_loss=loss, **common)
+    stages = 1
+    if pseudo_labels:
+        pseudo = Path(model_out).with_name("pseudo_targets.h5")
+        _write_pseudo_labels(net, ds, ids, targets, pseudo, threads)
+        log.info("second stage: training %s on the labels and the first model's pseudo-labels", model)
+        from adaspx.training import H5Arrays
+
+        second = checkpoint.with_name("train_checkpoint_stage2.pt")  # a crash here reruns the first stage only
+        net = _train(ds, ids, H5Arrays(pseudo, "labels", ids, schema=SCHEMA_TARGETS), checkpoint=second,
+                     set_loss=None, **common)  # fmt: skip
+        pseudo.unlink()
+        stages = 2
     save_checkpoint(
         model_out,
         net,
@@ -84,9 +94,50 @@ def train(
             "train": dict(params, init=init),
             "weights": None if initial is None else str(initial),
             "images": len(ids),
+            "set_loss": None if set_loss is None else dict(set_loss),
+            "stages": stages,
         },
     )
 
+
+def _training_targets(manifest, targets_path, *, class_sets: bool):
+    """The pool images with a target (a labeled pixel, or with ``class_sets`` a class set too) and their targets
+    as the training's workers read them: the labels alone, or :func:`adaspx.artifacts.read_target`."""
+    from adaspx.artifacts import TargetReader
+    from adaspx.training import H5Arrays, LazyArrays
+
+    # Images and targets are read as batches need them, by the DataLoader's workers (the job's threads beyond the
+    # first): a Cityscapes-size pool is never held in memory. The targets file is closed here; each worker opens
+    # its own handle (HDF5 is not fork-safe).
+    with Artifact(targets_path, SCHEMA_TARGETS) as t:
+        ids = [i for i in pool_ids(manifest) if (t.get("labels", i) != IGNORE_INDEX).any() or t.has("sets", i)]
+    if class_sets:
+        return ids, LazyArrays(ids, TargetReader(targets_path))
+    return ids, H5Arrays(targets_path, "labels", ids, schema=SCHEMA_TARGETS)
+
+
+def _train(ds, ids, targets, **kwargs):
+    from adaspx.training import LazyArrays, train_model
+
+    return train_model(LazyArrays(ids, ds.image), targets, **kwargs)
+
+
+def _write_pseudo_labels(net, ds, ids, targets, path: Path, threads: int | None) -> None:
+    """The second stage's targets: :func:`adaspx.training.pseudo_labels` of every image, from ``net``."""
+    import torch
+
+    from adaspx.training import predict_probs, pseudo_labels
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(threads or before)
+        with ArtifactWriter(path, SCHEMA_TARGETS) as w:
+            for image_id, target in zip(ids, targets, strict=True):
+                plain = isinstance(target, np.ndarray)
+                probs = None if plain else next(predict_probs(net, [ds.image(image_id)], batch_size=1))
+                w.add("labels", image_id, pseudo_labels(probs, target))
+    finally:
+        torch.set_num_threads(before)
 
 def evaluate(
     manifest_path,
