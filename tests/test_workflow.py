@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from PIL import Image
 from workflow_helpers import TINY_CONFIG, planned_rules, run_snakemake
@@ -208,6 +209,12 @@ def test_same_config_gives_identical_selections_and_targets(tiny_run, tmp_path):
         (lambda c: c["dataset"].update(val_split="train"), "dataset.val_split: 'train' is also dataset.pool_split"),
         (lambda c: c["model"].update(weights="no/such/model.pt"), "model.weights: no/such/model.pt not found"),
         (lambda c: c["merge"].update(eps=0.9), "eps"),
+        (
+            lambda c: c["experiments"][0].update(answer="classes"),
+            "experiments: random answers class sets (answer: classes), which cost one click per class: set "
+            "al.click_cost: classes",
+        ),
+        (lambda c: c.update(annotator={"trim": 4}), "trim"),
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
@@ -255,6 +262,74 @@ def test_classes_cost_spends_every_budget_exactly_on_official_oracle_regions(tmp
             assert answers.loc[answers["round"] == r, "clicks"].sum() == 10
     with h5py.File(tmp_path / R / "superpixels/oracle_shard0.h5") as f:
         assert json.loads(f.attrs["config"]) == {"oracle": "official"}
+
+
+def test_class_set_answers_run_end_to_end(tmp_path):
+    # MulActSeg's family beside the dominant one: class-set answers charged per member, sets trained with the
+    # set loss and, here, its pseudo-label second stage; keys of the class-set family rerun only that experiment
+    from adaspx.annotation import class_sets
+    from adaspx.datasets import read_label
+
+    config = copy.deepcopy(TINY_CONFIG)
+    config["al"].update(click_cost="classes")
+    config["train"].update(pseudo_labels=True)
+    config["experiments"] = [
+        {"name": "cb_base", "regions": "base", "acquisition": "class_balanced"},
+        {"name": "sets", "regions": "adaptive", "acquisition": "mulactseg", "answer": "classes", "sieve": True},
+    ]
+    run_snakemake(tmp_path, config)
+    labels = tmp_path / "resources/datasets/tiny/labels"
+    several = 0
+    for r in (1, 2):
+        d = tmp_path / R / f"sets/seed0/round{r}"
+        answers = pd.read_csv(d / "answers.csv", dtype={"image": str, "classes": str}).fillna({"classes": ""})
+        earlier = answers[answers["round"] < r]
+        previous = tmp_path / R / (f"sets/seed0/round{r - 1}" if r > 1 else "warmup/seed0/round0") / "answers.csv"
+        assert csv_rows(previous) == csv_rows(d / "answers.csv")[: len(earlier) + 1]  # append-only
+        mine = answers[answers["round"] == r]
+        assert 0 < mine["clicks"].sum() <= 10
+        merged = "warmup/seed0/round0" if r == 1 else f"sets/seed0/round{r - 1}"  # the previous round's merge
+        regions = sorted((tmp_path / R / merged).glob("regions_shard*.h5"))
+        assert regions
+        for image_id, g in mine.groupby("image"):
+            rmap = next(_map(f, image_id) for f in regions if _has(f, image_id))
+            gt = read_label(labels / f"{image_id}.png")
+            sets = class_sets(rmap, gt, g["region"].to_numpy(), trim=5, void="class")
+            assert g["classes"].tolist() == [" ".join(map(str, s.tolist())) for s in sets]
+            assert g["clicks"].tolist() == [len(s) for s in sets]
+            several += sum(int((s != 255).sum() >= 2) for s in sets)
+        with h5py.File(d / "targets.h5") as f:
+            assert set(f["sets"]) <= set(mine["image"]) | set(earlier["image"])
+        meta = torch.load(d / "model.pt", weights_only=True)["meta"]
+        assert meta["stages"] == 2 and meta["set_loss"]["mc_weight"] == 8.0
+    assert several > 0
+    assert json.loads((tmp_path / R / "sets/seed0/round2/annotation_stats.json").read_text())["set_pixels"] > 0
+    warmup = pd.read_csv(tmp_path / R / "warmup/seed0/round0/answers.csv", dtype={"classes": str})
+    assert (warmup["classes"] == warmup["label"].astype(str)).all()  # the shared warm-up answers dominant labels
+    for change, rule in (
+        (lambda c: c.update(annotator={"trim": 3}), "annotate"),
+        (lambda c: c["train"].update(set_loss={"group_weight": 2.0}), "train"),
+    ):
+        changed = copy.deepcopy(config)
+        change(changed)
+        (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+        proc = run_snakemake(tmp_path, None, "-n", "--configfile", str(tmp_path / "changed.yaml"))
+        out = proc.stdout + proc.stderr
+        assert planned_rules(out)[rule] == 2 and set(re.findall(r"experiment=(\w+)", out)) == {"sets"}
+
+
+def csv_rows(path):
+    return path.read_text().splitlines()
+
+
+def _has(path, image_id):
+    with h5py.File(path) as f:
+        return image_id in f["labels"]
+
+
+def _map(path, image_id):
+    with h5py.File(path) as f:
+        return f["labels"][image_id][()]
 
 
 def test_every_job_writes_its_benchmark(tiny_run):
