@@ -21,6 +21,8 @@ SUMMARY_COLUMNS = [
     "label_precision",
     "label_precision_before_sieve",
     "correct_pixels_kept",
+    "set_pixels",
+    "set_precision",
 ]
 SUMMARY_CLASS_COLUMNS = [
     "experiment",
@@ -69,6 +71,10 @@ def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png, per
                 "label_precision": stats["label_precision"],
                 "label_precision_before_sieve": stats["label_precision_before_sieve"],
                 "correct_pixels_kept": stats["correct_pixels_kept"],
+                # class-set answers (pixels trained with a set of several classes, share whose class is in it);
+                # absent from the statistics of versions without class sets
+                "set_pixels": stats.get("set_pixels", 0),
+                "set_precision": stats.get("set_precision"),
             }
         )
     frame = pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(["experiment", "seed", "round"])
