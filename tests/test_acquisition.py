@@ -662,3 +662,21 @@ def test_region_statistics_do_not_depend_on_the_thread_count(tmp_path):
         assert out.returncode == 0, out.stderr
         digests.add(out.stdout)
     assert len(digests) == 1
+
+
+def test_mulactseg_tempers_the_logits_whatever_temperature_the_probabilities_were_predicted_at():
+    # probabilities of a model trained at temperature 0.1 are softmax(z / 0.1); MulActSeg's tempering is
+    # softmax(z / 0.1) in all, so those probabilities are tempered no further
+    from adaspx.merge import region_stats
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(0, 1, (4, 6, 8))
+    labels = np.repeat(np.arange(4), 12).reshape(6, 8)
+    plain = np.exp(z) / np.exp(z).sum(axis=0)
+    sharp = np.exp(z / 0.1) / np.exp(z / 0.1).sum(axis=0)
+    got = {}
+    for name, p, t in (("plain", plain, 1.0), ("sharp", sharp, 0.1)):
+        stats = region_stats(labels, p, channel_axis=0)
+        got[name] = acq.region_features(labels, p, stats, 1, ["tempered_bvsb"], probs_temperature=t)
+    np.testing.assert_allclose(got["sharp"][0]["bvsb_by_class"], got["plain"][0]["bvsb_by_class"], rtol=1e-9)
+    np.testing.assert_allclose(got["sharp"][1]["tempered_probs"], got["plain"][1]["tempered_probs"], rtol=1e-9)

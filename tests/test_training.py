@@ -802,3 +802,16 @@ def test_set_targets_with_codes_outside_their_sets_are_refused(toy):
     bad = SetTarget(np.full(labels[0].shape, 257, np.int32), np.array([[False, True, True]]))
     with pytest.raises(ValueError, match="target 0: code 257 is neither a class 0..2, 255 nor one of its 1 class sets"):
         train_model(images[:1], [bad], num_classes=3, config=FAST, seed=0, progress=False, set_loss=SetLoss())
+
+
+def test_predictions_at_the_training_temperature(toy):
+    # a model trained with the class-set loss at temperature T predicts softmax(logits / T)
+    images, _, targets = toy
+    model = train_model(images[:2], targets[:2], num_classes=3, config=FAST, seed=0, threads=1, progress=False)
+    with torch.no_grad():
+        x = _Normalizer(torch.device("cpu"))(np.stack(images[:1]))
+        logits = model(x)[0].double()
+    got = next(predict_probs(model, images[:1], temperature=0.1))
+    np.testing.assert_allclose(got, torch.softmax(logits / 0.1, dim=0).numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        next(predict_probs(model, images[:1], temperature=0.0))

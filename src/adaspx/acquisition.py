@@ -191,7 +191,12 @@ def feature_columns(features: Collection[str]) -> tuple[tuple[str, ...], tuple[s
 
 
 def region_features(
-    labels: np.ndarray, probs: np.ndarray, stats, stride: int, features: Collection[str] = ()
+    labels: np.ndarray,
+    probs: np.ndarray,
+    stats,
+    stride: int,
+    features: Collection[str] = (),
+    probs_temperature: float = 1.0,
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """What acquisition needs to know of one image's regions, from their :class:`adaspx.merge.RegionStats`.
 
@@ -204,7 +209,9 @@ def region_features(
     column: the reference code's half-resolution counts, for ``class_balanced_official``); ``tempered_bvsb``, for
     ``mulactseg`` at temperature :data:`MULACTSEG_TEMPERATURE`, the (R, C) column ``bvsb_by_class`` (per region
     and class c, the summed :func:`tempered_bvsb` of its pixels whose argmax is c) and the per-image
-    ``tempered_probs`` (the :func:`tempered` probabilities summed over the image's pixels).
+    ``tempered_probs`` (the :func:`tempered` probabilities summed over the image's pixels). ``probs_temperature``:
+    the softmax temperature the probabilities were predicted at (:attr:`adaspx.artifacts.Probabilities.temperature`);
+    tempering divides the logits by :data:`MULACTSEG_TEMPERATURE` in all, whatever it is.
     """
     feature_columns(features)  # names checked
     hist = stats.class_hist
@@ -228,7 +235,8 @@ def region_features(
         columns["entropy"] = np.bincount(dense, weights=ent.ravel(), minlength=len(stats.ids)) / stats.counts
     if "tempered_bvsb" in features:
         c, n = probs.shape[0], len(stats.ids)
-        bvsb = _at_labels(tempered_bvsb(probs, MULACTSEG_TEMPERATURE), labels.shape, stride).ravel()
+        relative = MULACTSEG_TEMPERATURE / probs_temperature  # softmax(log p / relative) = softmax(z / 0.1)
+        bvsb = _at_labels(tempered_bvsb(probs, relative), labels.shape, stride).ravel()
         top1 = _at_labels(probs.argmax(axis=0), labels.shape, stride).ravel()
         cell = dense_index(labels, stats.ids).ravel() * c + top1
         columns["bvsb_by_class"] = np.bincount(cell, weights=bvsb, minlength=n * c).reshape(n, c)
@@ -238,7 +246,7 @@ def region_features(
             np.bincount(np.arange(labels.shape[0]) // stride, minlength=h)[:h],
             np.bincount(np.arange(labels.shape[1]) // stride, minlength=w)[:w],
         )
-        per_image["tempered_probs"] = (tempered(probs, MULACTSEG_TEMPERATURE) * reads).sum(axis=(1, 2))
+        per_image["tempered_probs"] = (tempered(probs, relative) * reads).sum(axis=(1, 2))
     return columns, per_image
 
 

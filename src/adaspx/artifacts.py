@@ -81,6 +81,13 @@ class Probabilities:
             self._files.close()
             raise ArtifactError(f"{names}: shards stored at different strides {sorted(strides)}")
         self.stride = strides.pop() if strides else 1
+        temperatures = {float(part.attrs.get("temperature", 1.0)) for part in self._files.parts}
+        if len(temperatures) > 1:
+            names = ", ".join(str(part.path) for part in self._files.parts)
+            self._files.close()
+            raise ArtifactError(f"{names}: shards at different softmax temperatures {sorted(temperatures)}")
+        self.temperature = temperatures.pop() if temperatures else 1.0
+        """The softmax temperature of the model that wrote them: the stored vectors are softmax(logits / it)."""
 
     def path(self, image_id: str) -> str:
         """The file holding ``image_id`` (every shard's name when no shard holds it)."""

@@ -1172,8 +1172,11 @@ def predict_probs(
     batch_size: int = 16,
     device: str | None = None,
     stride: int = 1,
+    temperature: float = 1.0,
 ) -> Iterator[np.ndarray]:
-    """Softmax probabilities ``(C, H, W)`` float32 for each image, in input order.
+    """Softmax probabilities ``(C, H, W)`` float32 for each image, in input order: ``softmax(logits /
+    temperature)``, the distribution a model trained at that softmax temperature predicts (see
+    :class:`SetLoss`).
 
     ``stride`` s > 1 returns them at reduced resolution ``(C, ceil(H/s), ceil(W/s))``: element (i, j) is the mean
     of the full-resolution probabilities over the pixels (y, x) with ``y // s == i`` and ``x // s == j`` (an s x s
@@ -1189,6 +1192,8 @@ def predict_probs(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if not isinstance(stride, int) or stride < 1:
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
     if device is None:
         param = next(model.parameters(), None)
         dev = param.device if param is not None else torch.device("cpu")
@@ -1201,11 +1206,11 @@ def predict_probs(
     for i, image in enumerate(images):
         image = _check_image(i, image)
         if pending and (image.shape != pending[0].shape or len(pending) == batch_size):
-            yield from _predict_batch(model, normalize, pending, stride)
+            yield from _predict_batch(model, normalize, pending, stride, temperature)
             pending = []
         pending.append(image)
     if pending:
-        yield from _predict_batch(model, normalize, pending, stride)
+        yield from _predict_batch(model, normalize, pending, stride, temperature)
 
 
 def block_mean(probs: torch.Tensor, stride: int) -> torch.Tensor:
@@ -1220,7 +1225,7 @@ def block_mean(probs: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def _predict_batch(
-    model: nn.Module, normalize: _Normalizer, images: list[np.ndarray], stride: int = 1
+    model: nn.Module, normalize: _Normalizer, images: list[np.ndarray], stride: int = 1, temperature: float = 1.0
 ) -> list[np.ndarray]:
     # Computed eagerly and returned as a list: inference mode must not stay enabled while the caller holds the
     # generator suspended.
@@ -1229,7 +1234,8 @@ def _predict_batch(
         bf16 = x.device.type == "cuda" and torch.cuda.is_bf16_supported()
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = model(x)
-        probs = block_mean(torch.softmax(logits.float(), dim=1), stride).cpu().numpy()
+        logits = logits.float() if temperature == 1.0 else logits.float() / temperature
+        probs = block_mean(torch.softmax(logits, dim=1), stride).cpu().numpy()
     return [np.ascontiguousarray(p) for p in probs]
 
 

@@ -96,6 +96,8 @@ def train(
             "images": len(ids),
             "set_loss": None if set_loss is None else dict(set_loss),
             "stages": stages,
+            # the softmax temperature the model was trained at: its probabilities are softmax(logits / it)
+            "temperature": loss.ce_temperature if loss is not None and stages == 1 else 1.0,
         },
     )
 
@@ -138,6 +140,7 @@ def _write_pseudo_labels(net, ds, ids, targets, path: Path, threads: int | None)
                 w.add("labels", image_id, pseudo_labels(probs, target))
     finally:
         torch.set_num_threads(before)
+
 
 def evaluate(
     manifest_path,
@@ -185,7 +188,9 @@ def infer(
     threads: int | None = None,
     stride: int = 1,
 ) -> None:
-    """Softmax probabilities of the pool shard, float16 (C, h, w) per image, written as they come.
+    """Softmax probabilities of the pool shard, float16 (C, h, w) per image, written as they come: at the softmax
+    temperature the model was trained at (its checkpoint's ``temperature``, 1 but for the class-set loss), recorded
+    as the artifact's ``temperature`` attribute.
 
     ``stride`` s (the ``infer.stride`` key) stores them at ``h, w = ceil(H/s), ceil(W/s)``, each value the mean
     over the s x s block of pixels (y, x) with (y // s, x // s) equal to its position (see
@@ -197,11 +202,13 @@ def infer(
     ds = _dataset(manifest, "pool")
     ids = pool_ids(manifest, shards, shard)
     _torch_threads(threads)
-    net, _ = load_checkpoint(model_path)
+    net, info = load_checkpoint(model_path)
+    temperature = float(info["meta"].get("temperature", 1.0))
     with ArtifactWriter(
         out,
         SCHEMA_PROBS,
         stride=stride,
+        temperature=temperature,
         classes=manifest["classes"],
         shard=shard,
         shards=shards,
@@ -210,7 +217,7 @@ def infer(
         round=round,
     ) as w:
         images = (ds.image(i) for i in ids)
-        probs_iter = predict_probs(net, images, batch_size=batch_size, stride=stride)
+        probs_iter = predict_probs(net, images, batch_size=batch_size, stride=stride, temperature=temperature)
         for image_id, probs in zip(ids, probs_iter, strict=True):
             w.add("probs", image_id, probs.astype(np.float16))
 

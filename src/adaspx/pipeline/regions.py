@@ -61,7 +61,7 @@ def merge_superpixels(
         def merge_one(image_id: str, labels: np.ndarray, raw: np.ndarray):
             p = probs.decode(image_id, raw, labels.shape)
             merged, stats = region_stats_and_merge(labels, p, eps, channel_axis=0, max_visited=max_visited, threads=1)
-            columns = acquisition.region_features(merged, p, stats, probs.stride, features)
+            columns = acquisition.region_features(merged, p, stats, probs.stride, features, probs.temperature)
             return image_id, merged, len(stats.ids), columns
 
         workers = threads or usable_cores()

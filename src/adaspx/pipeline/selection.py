@@ -98,7 +98,9 @@ def acquire(
                 labels = regions.get("labels", image_id)
                 p = probs.get(image_id, labels.shape)
                 stats = region_stats(labels, p, channel_axis=0)
-                feats, per_image = acquisition.region_features(labels, p, stats, probs.stride, spec.features)
+                feats, per_image = acquisition.region_features(
+                    labels, p, stats, probs.stride, spec.features, probs.temperature
+                )
                 feats.update(per_image)
             modelled = feats is not None  # a model's statistics (none in the warm-up)
             if modelled:
