@@ -462,12 +462,14 @@ def test_nan_probabilities_name_file_and_image(pool, tmp_path):
     assert not out.exists()
 
 
-def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
+def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path, caplog):
     from adaspx.artifacts import SCHEMA_ANSWERS, add_answer_map
     from adaspx.h5io import Artifact, ArtifactWriter
 
-    everything = _acquire(pool, tmp_path / "all.csv", budget=10_000)
-    n = len(everything)
+    with Artifact(pool / "base.h5") as base:
+        n = sum(np.unique(base.get("labels", name)).size for name in base.names("labels"))
+    everything = _acquire(pool, tmp_path / "all.csv", budget=n)  # every region of the pool
+    assert len(everything) == n
     # answer the 4 best regions fully
     top = everything.head(4)
     with Artifact(pool / "base.h5") as base, ArtifactWriter(tmp_path / "answers.h5", SCHEMA_ANSWERS) as w:
@@ -479,8 +481,10 @@ def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
                 amap[labels == r] = k + 1
             add_answer_map(w, image_id, amap, mine.index.to_numpy())
     ans = str(tmp_path / "answers.h5")
-    sel = _acquire(pool, tmp_path / "excl.csv", budget=10_000, answers=ans, exclude_labeled=0.5)
+    with caplog.at_level(logging.WARNING):  # more than the unanswered regions cost: all of them, with a warning
+        sel = _acquire(pool, tmp_path / "excl.csv", budget=n, answers=ans, exclude_labeled=0.5)
     assert len(sel) == n - 4 and sel["clicks"].sum() == n - 4  # the whole budget goes to the rest
+    assert f"budget of {n} clicks exceeds the {n - 4} clicks of the whole candidate pool" in caplog.text
     assert not set(zip(top["image"], top["region"], strict=True)) & set(zip(sel["image"], sel["region"], strict=True))
     again = _acquire(pool, tmp_path / "re.csv", budget=4, answers=ans, exclude_labeled=None)
     assert again[["image", "region"]].values.tolist() == top[["image", "region"]].values.tolist()  # reference
@@ -549,15 +553,20 @@ def test_reserve_follows_the_selection_within_limits():
     assert acq.reserve_after(np.array([0, 2]), scores, costs, 9, capped).tolist() == [4]
 
 
-def test_budget_above_the_pool_selects_every_candidate_and_warns(pool, tmp_path, caplog):
+def test_a_budget_of_the_whole_pool_selects_every_region_and_one_above_it_is_refused(pool, tmp_path):
     from adaspx.h5io import Artifact
 
     with Artifact(pool / "base.h5") as base:
         regions = sum(np.unique(base.get("labels", name)).size for name in base.names("labels"))
-    with caplog.at_level(logging.WARNING):
-        sel = _acquire(pool, tmp_path / "sel.csv", budget=regions + 50)
+    sel = _acquire(pool, tmp_path / "sel.csv", budget=regions)
     assert len(sel) == regions and sel[["image", "region"]].drop_duplicates().shape[0] == regions
-    assert f"budget of {regions + 50} clicks exceeds" in caplog.text
+    message = (
+        f"budget of {regions + 50} clicks exceeds the {regions} clicks of all {regions} regions of the pool "
+        r"\(3 images\): lower al.warmup_clicks / al.clicks_per_round"
+    )
+    with pytest.raises(ValueError, match=message):
+        _acquire(pool, tmp_path / "over.csv", budget=regions + 50)
+    assert not (tmp_path / "over.csv").exists()
 
 
 # ------------------------------------------------------------- statistics computed once, read by acquire

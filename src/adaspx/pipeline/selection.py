@@ -133,6 +133,12 @@ def acquire(
     cand = pd.DataFrame({k: (v if k == "image" else np.concatenate(v)) for k, v in cols.items()})
     extra = {k: np.concatenate(v) for k, v in features.items()}
     pool_predicted = cand["predicted"].to_numpy()  # all pool regions, answered or not
+    whole = int(acquisition.click_costs(click_cost, len(cand), cand["classes"].to_numpy() if modelled else None).sum())
+    if budget > whole:  # more than every region of the pool, answered or not, costs: the config asks the impossible
+        raise ValueError(
+            f"budget of {budget} clicks exceeds the {whole} clicks of all {len(cand)} regions of the pool "
+            f"({len(ids)} images): lower al.warmup_clicks / al.clicks_per_round, or use more or smaller regions"
+        )
     if exclude_labeled is not None:
         keep = cand["labeled"] < exclude_labeled
         log.info("excluding %d regions already >= %.0f%% labeled", int((~keep).sum()), 100 * exclude_labeled)
