@@ -88,7 +88,8 @@ class Probabilities:
 
     def get(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
         """float32 (C, h, w) probabilities of ``image_id`` at the stored stride, each vector renormalised to sum 1
-        after the float16 round trip; ``shape`` is the image's label map shape, checked against the stride."""
+        after the float16 round trip (float32 ones are used as stored); ``shape`` is the image's label map shape,
+        checked against the stride."""
         return self.decode(image_id, self.read(image_id), shape)
 
     def read(self, image_id: str, ring=None) -> np.ndarray:
@@ -104,6 +105,9 @@ class Probabilities:
             out = np.empty(raw.shape, dtype=np.float32)
             self._refuse_non_finite(image_id, _kernel.normalise_half(raw.view(np.uint16), out))
             return out
+        if raw.dtype == np.float32:  # stored as computed (infer.dtype: float32): used as it is
+            self._refuse_non_finite(image_id, int((~np.isfinite(raw.sum(axis=0))).sum()))
+            return raw.copy()  # raw may be a reused read buffer
         return self._normalised(image_id, raw.astype(np.float32))
 
     def at(self, image_id: str, shape: tuple[int, int], flat_pixels: np.ndarray) -> np.ndarray:
@@ -116,7 +120,11 @@ class Probabilities:
         self._check_shape(image_id, raw, shape)
         if raw.dtype == np.float16:  # the whole array is checked, as decode does
             self._refuse_non_finite(image_id, _kernel.non_finite_pixels(raw.view(np.uint16)))
-        return self._normalised(image_id, lookup(raw, flat_pixels, shape[1], self.stride).astype(np.float32))
+        picked = lookup(raw, flat_pixels, shape[1], self.stride)
+        if raw.dtype == np.float32:
+            self._refuse_non_finite(image_id, int((~np.isfinite(raw.sum(axis=0))).sum()))
+            return picked
+        return self._normalised(image_id, picked.astype(np.float32))
 
     def _check_shape(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> None:
         expected = stored_shape(shape, self.stride)
@@ -204,7 +212,7 @@ class RegionTable:
                 self._where[name] = (part, j, int(table["start"][j]), int(table["count"][j]))
 
     def get(self, image_id: str, columns: Sequence[str], image_columns: Sequence[str]) -> dict[str, np.ndarray] | None:
-        """The per-region ``columns`` and the per-image ``image_columns`` (``class_pixels``, ``class_pixels_half``,
+        """The per-region ``columns`` and the per-image ``image_columns`` (``class_pixels``, ``region_class_pixels``,
         ...: see :func:`adaspx.acquisition.region_features`) of ``image_id``; None when the image or a column is
         missing."""
         if image_id not in self._where:

@@ -1172,8 +1172,14 @@ def predict_probs(
     batch_size: int = 16,
     device: str | None = None,
     stride: int = 1,
+    half_resolution: bool = False,
 ) -> Iterator[np.ndarray]:
     """Softmax probabilities ``(C, H, W)`` float32 for each image, in input order.
+
+    ``half_resolution`` runs the network on the image resized to ``ceil(H/2) x ceil(W/2)`` (PIL's bicubic
+    resampling, Pillow's default for RGB images, as the reference code's ``Image.resize`` of Cityscapes images) and
+    returns the probabilities at that resolution, i.e. at twice the ``stride``: label pixel (y, x) then reads
+    (y // (2 s), x // (2 s)), which for s = 1 is the reference's nearest x2 upsampling.
 
     ``stride`` s > 1 returns them at reduced resolution ``(C, ceil(H/s), ceil(W/s))``: element (i, j) is the mean
     of the full-resolution probabilities over the pixels (y, x) with ``y // s == i`` and ``x // s == j`` (an s x s
@@ -1200,12 +1206,22 @@ def predict_probs(
     pending: list[np.ndarray] = []
     for i, image in enumerate(images):
         image = _check_image(i, image)
+        if half_resolution:
+            image = half_size(image)
         if pending and (image.shape != pending[0].shape or len(pending) == batch_size):
             yield from _predict_batch(model, normalize, pending, stride)
             pending = []
         pending.append(image)
     if pending:
         yield from _predict_batch(model, normalize, pending, stride)
+
+
+def half_size(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image resized to ``ceil(H/2) x ceil(W/2)`` with PIL's bicubic filter."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    return np.asarray(Image.fromarray(image).resize((-(-w // 2), -(-h // 2)), Image.Resampling.BICUBIC))
 
 
 def block_mean(probs: torch.Tensor, stride: int) -> torch.Tensor:

@@ -8,7 +8,17 @@ from snakemake.exceptions import WorkflowError
 
 from adaspx.acquisition import STRATEGIES
 from adaspx.datasets import DatasetError, source_files
+from adaspx.fidelity import conflicts, explicit_keys, resolve
 from adaspx.synthetic import SUMMARY, check_generated_root
+
+# fidelity: official sets the reference's value of every key the user's config leaves out: the keys of the
+# --configfile files and --config (or, without a --configfile, of config/config.yaml) are the user's.
+USER_KEYS = explicit_keys(workflow.config_settings.overwrite_config)
+if not workflow.config_settings.configfiles:
+    USER_KEYS |= explicit_keys(RAW_CONFIG)
+for line in conflicts(config):
+    raise WorkflowError(line)
+config.update(resolve(config, USER_KEYS))
 
 DS = config["dataset"]
 DATASET_ROOT = DS["root"]
@@ -162,7 +172,10 @@ def merge_statistics(w):
         EXPERIMENTS.values() if w.experiment == WARMUP else [experiment(w.experiment)]
     )
     strategies = {e["acquisition"] for e in users if e["regions"] == "adaptive"}
-    return {"features": sorted({f for s in strategies for f in STRATEGIES[s].features})}
+    return {
+        "features": sorted({f for s in strategies for f in STRATEGIES[s].features}),
+        "grid": config["al"]["statistics"],
+    }
 
 
 def sieve_probs(w):
