@@ -47,6 +47,7 @@ COUNTERPARTS = {
     "annotator.trim": [(pipeline.annotate, "trim"), (annotation.class_sets, "trim")],
     "annotator.void": [(pipeline.annotate, "void"), (annotation.class_sets, "void")],
     "experiments[].answer": [(pipeline.annotate, "answer")],
+    "targets.overlap": [(pipeline.annotate, "overlap")],
     "infer.batch_size": [
         (pipeline.infer, "batch_size"),
         (pipeline.evaluate, "batch_size"),

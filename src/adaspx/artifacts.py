@@ -234,6 +234,11 @@ class AnswerMaps(Artifact):
     no answer covers the pixel, k where the pixel's latest answer is row ``rows[k - 1]`` of ``answers.csv``; and
     ``/rows/<id>`` (int64) lists those rows in the order they were painted. Half the bytes of a map of rows, and
     the rows an image refers to are at hand without decoding its map.
+
+    ``/layers/<id>`` ((L, H, W), same values) keeps every answer's whole region: one layer per round that answered
+    the image, in round order (a round's regions never overlap). The latest-answer map is their top view; the
+    layers serve targets that need every answer, not only the latest (``targets.overlap: painter``). Files written
+    before layers existed have none: :meth:`layers` then gives the latest-answer map as the only layer.
     """
 
     def __init__(self, path) -> None:
@@ -243,13 +248,23 @@ class AnswerMaps(Artifact):
         """``(map, rows)`` of ``image_id`` as stored (the map into ``ring``'s next array, if given)."""
         return self.get("labels", image_id, ring), self.get("rows", image_id)
 
+    def layers(self, image_id: str, answer_map: np.ndarray) -> np.ndarray:
+        """The (L, H, W) answer layers of ``image_id`` (``answer_map``: its latest-answer map, from :meth:`read`)."""
+        if self.has("layers", image_id):
+            return self.get("layers", image_id)
+        return answer_map[None]
 
-def add_answer_map(w: ArtifactWriter, image_id: str, answer_map: np.ndarray, rows: np.ndarray) -> None:
-    """Store one image's answer map (see :class:`AnswerMaps`)."""
+
+def add_answer_map(
+    w: ArtifactWriter, image_id: str, answer_map: np.ndarray, rows: np.ndarray, layers: np.ndarray | None = None
+) -> None:
+    """Store one image's answer map and its layers (see :class:`AnswerMaps`)."""
     if answer_map.dtype not in (np.uint16, np.uint32) or int(answer_map.max(initial=0)) > len(rows):
         raise ValueError(f"image {image_id}: an answer map must be uint16/uint32 indexes into its {len(rows)} rows")
     w.add("labels", image_id, answer_map)
     w.add("rows", image_id, np.asarray(rows, dtype=np.int64))
+    if layers is not None and len(layers):
+        w.add("layers", image_id, layers.astype(answer_map.dtype, copy=False))
 
 
 def answered_pixels(answer_map: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -29,6 +29,8 @@ OFFICIAL: dict[str, Any] = {
     "superpixels.oracle": "official",
     # SEEDS as the reference calls it: HSV with hue in degrees, single-pixel level-0 blocks
     "superpixels.seeds.preset": "official",
+    # answers painted over earlier ones: void answers and sieved pixels leave what was painted before
+    "targets.overlap": "painter",
 }
 """Dotted config key -> the value that reproduces the reference code."""
 
