@@ -95,6 +95,7 @@ WORKFLOW_ONLY = {
     "dataset.val_list",
     "train.init",
     "fidelity",
+    "al.oracle_warmup",
     "infer.keep",
 }
 

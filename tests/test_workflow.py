@@ -356,6 +356,12 @@ def test_official_fidelity_runs_with_the_reference_behaviour_and_the_usual_artif
     assert stats["sieve_min_pixels"] == 20
     with h5py.File(tmp_path / R / "superpixels/oracle_shard0.h5") as f:
         assert json.loads(f.attrs["config"]) == {"oracle": "official"}
+        oracle = {name: f["labels"][name][()] for name in f["labels"]}
+    # the oracle experiment starts from its own warm-up, on oracle regions
+    warm = pd.read_csv(tmp_path / R / "warmup_oracle/seed0/round0/answers.csv", dtype={"image": str})
+    assert len(warm) and all(r in oracle[i] for i, r in zip(warm["image"], warm["region"], strict=True))
+    first = pd.read_csv(tmp_path / R / "cb_oracle/seed0/round1/answers.csv", dtype={"image": str})
+    assert first.iloc[: len(warm)].equals(warm)
     summary = pd.read_csv(tmp_path / R / "summary.csv")
     assert len(summary) == 9 and summary["miou"].between(0, 1).all()
 

@@ -21,6 +21,8 @@ OFFICIAL: dict[str, Any] = {
     "infer.dtype": "float32",
     # acquisition statistics on the probabilities' grid, the region map shrunk to it with scipy's zoom (order 0)
     "al.statistics": "probabilities",
+    # oracle experiments start from a warm-up of random clicks on oracle regions
+    "al.oracle_warmup": True,
     # regions answered before are candidates again (and cost clicks again)
     "al.exclude_labeled": None,
     # 512 px: the reference's literal minimum (twice its mean SEEDS-8192 superpixel on 1024x2048 Cityscapes)

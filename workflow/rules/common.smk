@@ -34,12 +34,16 @@ WARMUP = "warmup"  # round 0: random clicks on base superpixels, shared by all e
 ROUND = f"{RESULTS}/{{experiment}}/seed{{seed}}/round{{round}}"
 ROUND_LOGS = f"{LOGS}/{{experiment}}/seed{{seed}}/round{{round}}"
 EXPERIMENTS = {e["name"]: e for e in config["experiments"]}
-WARMUP_EXPERIMENT = {
-    "name": WARMUP,
-    "regions": "base",
-    "acquisition": "random",
-    "sieve": False,
-    "answer": "dominant",
+ORACLE_WARMUP = "warmup_oracle"  # with al.oracle_warmup: round 0 of the oracle experiments, on oracle regions
+WARMUPS = {
+    name: {
+        "name": name,
+        "regions": regions,
+        "acquisition": "random",
+        "sieve": False,
+        "answer": "dominant",
+    }
+    for name, regions in ((WARMUP, "base"), (ORACLE_WARMUP, "oracle"))
 }
 
 if len(EXPERIMENTS) != len(config["experiments"]):
@@ -117,14 +121,21 @@ wildcard_constraints:
 
 
 def experiment(name):
-    return WARMUP_EXPERIMENT if name == WARMUP else EXPERIMENTS[name]
+    return WARMUPS[name] if name in WARMUPS else EXPERIMENTS[name]
+
+
+def warmup_of(exp):
+    """The warm-up an experiment starts from: the shared one on base superpixels, or with al.oracle_warmup (the
+    reference) one on oracle regions for the oracle experiments."""
+    oracle = experiment(exp)["regions"] == "oracle"
+    return ORACLE_WARMUP if oracle and config["al"]["oracle_warmup"] else WARMUP
 
 
 def round_dir(exp, seed, r):
-    """Folder of round r of an experiment; round 0 is the shared warm-up of that seed."""
+    """Folder of round r of an experiment; round 0 is the warm-up of that seed it shares (warmup_of)."""
     r = int(r)
     if r == 0:
-        return f"{RESULTS}/{WARMUP}/seed{seed}/round0"
+        return f"{RESULTS}/{warmup_of(exp)}/seed{seed}/round0"
     return f"{RESULTS}/{exp}/seed{seed}/round{r}"
 
 
