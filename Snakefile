@@ -16,12 +16,17 @@
 #   summary.csv summary_per_class.csv learning_curves.png
 
 
+import copy
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
+
+
+RAW_CONFIG = copy.deepcopy(config)  # before the schema fills defaults: what the config files set (fidelity, common.smk)
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

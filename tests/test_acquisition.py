@@ -462,12 +462,14 @@ def test_nan_probabilities_name_file_and_image(pool, tmp_path):
     assert not out.exists()
 
 
-def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
+def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path, caplog):
     from adaspx.artifacts import SCHEMA_ANSWERS, add_answer_map
     from adaspx.h5io import Artifact, ArtifactWriter
 
-    everything = _acquire(pool, tmp_path / "all.csv", budget=10_000)
-    n = len(everything)
+    with Artifact(pool / "base.h5") as base:
+        n = sum(np.unique(base.get("labels", name)).size for name in base.names("labels"))
+    everything = _acquire(pool, tmp_path / "all.csv", budget=n)  # every region of the pool
+    assert len(everything) == n
     # answer the 4 best regions fully
     top = everything.head(4)
     with Artifact(pool / "base.h5") as base, ArtifactWriter(tmp_path / "answers.h5", SCHEMA_ANSWERS) as w:
@@ -479,8 +481,10 @@ def test_excluded_regions_are_never_selected_and_cost_nothing(pool, tmp_path):
                 amap[labels == r] = k + 1
             add_answer_map(w, image_id, amap, mine.index.to_numpy())
     ans = str(tmp_path / "answers.h5")
-    sel = _acquire(pool, tmp_path / "excl.csv", budget=10_000, answers=ans, exclude_labeled=0.5)
+    with caplog.at_level(logging.WARNING):  # more than the unanswered regions cost: all of them, with a warning
+        sel = _acquire(pool, tmp_path / "excl.csv", budget=n, answers=ans, exclude_labeled=0.5)
     assert len(sel) == n - 4 and sel["clicks"].sum() == n - 4  # the whole budget goes to the rest
+    assert f"budget of {n} clicks exceeds the {n - 4} clicks of the whole candidate pool" in caplog.text
     assert not set(zip(top["image"], top["region"], strict=True)) & set(zip(sel["image"], sel["region"], strict=True))
     again = _acquire(pool, tmp_path / "re.csv", budget=4, answers=ans, exclude_labeled=None)
     assert again[["image", "region"]].values.tolist() == top[["image", "region"]].values.tolist()  # reference
@@ -549,15 +553,20 @@ def test_reserve_follows_the_selection_within_limits():
     assert acq.reserve_after(np.array([0, 2]), scores, costs, 9, capped).tolist() == [4]
 
 
-def test_budget_above_the_pool_selects_every_candidate_and_warns(pool, tmp_path, caplog):
+def test_a_budget_of_the_whole_pool_selects_every_region_and_one_above_it_is_refused(pool, tmp_path):
     from adaspx.h5io import Artifact
 
     with Artifact(pool / "base.h5") as base:
         regions = sum(np.unique(base.get("labels", name)).size for name in base.names("labels"))
-    with caplog.at_level(logging.WARNING):
-        sel = _acquire(pool, tmp_path / "sel.csv", budget=regions + 50)
+    sel = _acquire(pool, tmp_path / "sel.csv", budget=regions)
     assert len(sel) == regions and sel[["image", "region"]].drop_duplicates().shape[0] == regions
-    assert f"budget of {regions + 50} clicks exceeds" in caplog.text
+    message = (
+        f"budget of {regions + 50} clicks exceeds the {regions} clicks of all {regions} regions of the pool "
+        r"\(3 images\): lower al.warmup_clicks / al.clicks_per_round"
+    )
+    with pytest.raises(ValueError, match=message):
+        _acquire(pool, tmp_path / "over.csv", budget=regions + 50)
+    assert not (tmp_path / "over.csv").exists()
 
 
 # ------------------------------------------------------------- statistics computed once, read by acquire
@@ -610,7 +619,7 @@ def test_merge_statistics_equal_region_stats_of_the_merged_map(pool, tmp_path):
 
     regions = tmp_path / "regions.h5"
     pipeline.merge_superpixels(pool / "base.h5", pool / "probs.h5", regions, eps=0.05,
-                               features=["entropy", "official_counts"], **PROVENANCE)  # fmt: skip
+                               features=["entropy"], **PROVENANCE)  # fmt: skip
     with Artifact(regions) as r, Artifact(pool / "probs.h5") as p:
         stats, per_image = r.table("stats"), r.table("image_stats")
         for j, name in enumerate(per_image["image"].astype(str)):
@@ -633,8 +642,13 @@ def test_merge_statistics_equal_region_stats_of_the_merged_map(pool, tmp_path):
                 assert stats["classes"][rows][k] == len(np.unique(am[inside]))
                 assert stats["entropy"][rows][k] == pytest.approx(ent[inside].mean(), rel=1e-5)
             assert per_image["class_pixels"][j].tolist() == np.bincount(am.ravel(), minlength=probs.shape[0]).tolist()
-            half = np.bincount(am[::2, ::2].ravel(), minlength=probs.shape[0])
-            assert per_image["class_pixels_half"][j].tolist() == half.tolist()
+            # the reference's class counts: each region's size under its most frequent argmax class
+            by_mode = np.zeros(probs.shape[0], np.int64)
+            for rid in direct.ids:
+                inside = merged == rid
+                values, counts = np.unique(am[inside], return_counts=True)
+                by_mode[values[counts.argmax()]] += inside.sum()
+            assert per_image["region_class_pixels"][j].tolist() == by_mode.tolist()
 
 
 def test_region_statistics_do_not_depend_on_the_thread_count(tmp_path):
@@ -680,3 +694,113 @@ def test_mulactseg_tempers_the_logits_whatever_temperature_the_probabilities_wer
         got[name] = acq.region_features(labels, p, stats, 1, ["tempered_bvsb"], probs_temperature=t)
     np.testing.assert_allclose(got["sharp"][0]["bvsb_by_class"], got["plain"][0]["bvsb_by_class"], rtol=1e-9)
     np.testing.assert_allclose(got["sharp"][1]["tempered_probs"], got["plain"][1]["tempered_probs"], rtol=1e-9)
+
+
+# ------------------------------------------------------------------------------------ fidelity: official
+
+
+def test_official_class_balanced_scores_hand_values():
+    # u / max u over the whole pool (0.8 belongs to an answered region, not a candidate), times exp(-p_c); a region
+    # without a class (vanished on the statistics grid) has weight 1
+    share = np.array([0.5, 0.1])
+    got = acq.official_class_balanced_scores(
+        np.array([0.4, 0.2, 0.0]), np.array([0, 1, -1]), np.array([0.8, 0.4]), share
+    )
+    np.testing.assert_allclose(got, [0.5 * np.exp(-0.5), 0.25 * np.exp(-0.1), 0.0])
+
+
+def test_probabilities_grid_shrinks_the_map_as_the_reference_and_vanished_regions_score_zero():
+    # a 4x6 map whose 1-pixel region 9 falls between zoom's samples; probabilities at stride 2 (2x3)
+    labels = np.array([[1, 1, 2, 2, 3, 3], [1, 9, 2, 2, 3, 3], [4, 4, 4, 5, 5, 5], [4, 4, 4, 5, 5, 5]], np.int32)
+    probs = np.array(
+        [[[0.6, 0.7, 0.2], [0.9, 0.5, 0.1]], [[0.3, 0.2, 0.7], [0.05, 0.4, 0.8]], [[0.1, 0.1, 0.1], [0.05, 0.1, 0.1]]],
+        np.float32,
+    )
+    cols, per_image = acq.grid_features(labels, probs, 2, (), "probabilities")
+    from scipy.ndimage import zoom
+
+    small = zoom(labels, 0.5, order=0)  # as the reference shrinks it: rows 0 and 3 (not every second one)
+    assert small[:, 0].tolist() == [1, 4] and 9 not in small
+    top2 = np.sort(probs, axis=0)
+    u = top2[-2] / top2[-1]
+    pred = probs.argmax(axis=0)
+    assert cols["region"].tolist() == [1, 2, 3, 4, 5, 9] and cols["size"].tolist() == [3, 4, 4, 6, 6, 1]
+    for k, rid in enumerate(cols["region"]):
+        inside = small == rid
+        if rid == 9:  # vanished: u 0, no class
+            assert cols["uncertainty"][k] == 0 and cols["predicted"][k] == -1
+            continue
+        assert cols["uncertainty"][k] == pytest.approx(u[inside].mean())
+        assert cols["predicted"][k] == np.bincount(pred[inside]).argmax()
+    # the reference's class counts: grid sizes by each region's most frequent argmax class
+    expected = np.zeros(3, np.int64)
+    for rid in np.unique(small):
+        expected[np.bincount(pred[small == rid]).argmax()] += (small == rid).sum()
+    assert per_image["region_class_pixels"].tolist() == expected.tolist()
+
+
+def _reference_cb_selection(maps, half_probs, k, n_slots):
+    """extract_model_predictions_cb.py and region_selection_using_cb.py, line by line on arrays: per image the
+    region map zoomed 0.5 (order 0), per region the mean p2/p1 and its most frequent argmax with its half-resolution
+    size; min-max over every slot of every image; p_c over n * 1024 * 2048; top k of u_norm * exp(-p_c)."""
+    from scipy.ndimage import zoom
+
+    uncertainty, ctr = [], {c: [] for c in range(half_probs[0].shape[2])}
+    for n, (labels, softmax) in enumerate(zip(maps, half_probs, strict=True)):
+        ordered = np.sort(softmax, axis=2)
+        u_out = ordered[:, :, -2] / ordered[:, :, -1]
+        pred = np.argmax(softmax, axis=2)
+        arr = np.zeros(n_slots)
+        labels = zoom(labels, (0.5, 0.5), order=0) if labels.shape[0] > softmax.shape[0] else labels
+        for j in np.unique(maps[n]):
+            y, x = np.where(labels == j)
+            if y.size > 0:
+                unique, counts = np.unique(pred[y, x], return_counts=True)
+                ctr[unique[np.argmax(counts)]].append([j + n * n_slots, y.size])
+                arr[j] = np.mean(u_out[y, x])
+        uncertainty.append(arr)
+    u = np.hstack(uncertainty)
+    norm = ((u - u.min()) / (u.max() - u.min())).reshape(-1, 1)
+    total = 1024 * 2048 * len(maps)
+    w = {c: np.exp(-(np.sum(np.array(v)[:, 1]) if v else 0) / total) for c, v in ctr.items()}
+    to_w = np.ones((len(u), 1))
+    for c, v in ctr.items():
+        for reg, _ in v:
+            to_w[reg] = w[c]
+    f = norm * to_w
+    chosen = np.argsort(f, axis=None)[::-1][:k]
+    return sorted((int(i // n_slots), int(i % n_slots)) for i in chosen)
+
+
+def test_official_acquisition_selects_what_the_reference_scripts_select(tmp_path):
+    # float32 softmax at half resolution (stride 2), statistics on that grid, class_balanced_official, no exclusion
+    from adaspx import pipeline
+    from adaspx.h5io import Artifact, ArtifactWriter
+
+    rng = np.random.default_rng(11)
+    d = tmp_path / "pool"
+
+    def nothing(gt, c):
+        return np.full((c, *gt.shape), 1.0 / c, np.float32)
+
+    small_pool(d, seed=4, n_segments=30, probs=nothing)
+    manifest = json.loads((d / "manifest.json").read_text())
+    ids = pipeline.pool_ids(manifest)
+    maps, halves = [], []
+    with Artifact(d / "base.h5") as base, ArtifactWriter(tmp_path / "half.h5", pipeline.SCHEMA_PROBS, stride=2) as w:
+        for image_id in ids:
+            labels = base.get("labels", image_id)
+            logits = rng.normal(0, 2, (manifest["num_classes"], labels.shape[0] // 2, labels.shape[1] // 2))
+            softmax = np.exp(logits - logits.max(axis=0)).astype(np.float32)
+            softmax /= softmax.sum(axis=0)
+            w.add("probs", image_id, softmax)
+            maps.append(labels.astype(np.int64))
+            halves.append(np.moveaxis(softmax, 0, 2))
+    budget = 25
+    out = tmp_path / "sel.csv"
+    pipeline.acquire(d / "manifest.json", [str(d / "base.h5")], [str(tmp_path / "half.h5")], None, out,
+                     strategy="class_balanced_official", budget=budget, exclude_labeled=None,
+                     statistics="probabilities", **PROVENANCE)  # fmt: skip
+    sel = pd.read_csv(out, dtype={"image": str})
+    got = sorted((ids.index(i), int(r)) for i, r in zip(sel["image"], sel["region"], strict=True))
+    assert got == _reference_cb_selection(maps, halves, budget, n_slots=max(int(m.max()) for m in maps) + 50)

@@ -698,6 +698,103 @@ def test_class_sets_outside_the_class_table_are_refused_where_read(stage, tmp_pa
         read_answers(csv, out1["answers_h5"], num_classes=8)
 
 
+# ------------------------------------------------------------------------- overlapping answers: painter
+
+
+def test_painter_targets_skip_void_answers_and_keep_earlier_labels_under_sieved_pixels():
+    from adaspx.annotation import painted_targets
+
+    # 1x6 image; round 1: answer row 0 (label 2) on pixels 0-3; round 2: row 1 (void) on pixels 0-1, row 2
+    # (label 5) on pixels 2-5, whose sieve drops pixel 3
+    layers = np.array([[[1, 1, 1, 1, 0, 0]], [[2, 2, 3, 3, 3, 3]]], np.uint16)
+    rows, labels = np.array([0, 1, 2]), np.array([2, 255, 5])
+    seen = []
+
+    def sieved(pixels, prows):
+        seen.append((pixels.tolist(), prows.tolist()))
+        return (pixels == 3) & (prows == 2)
+
+    plain, target = painted_targets(layers, rows, labels, sieved)
+    assert plain[0].tolist() == [2, 2, 5, 5, 5, 5]  # the void answer paints nothing
+    assert target[0].tolist() == [2, 2, 5, 2, 5, 5]  # the sieved pixel keeps the earlier label
+    assert seen[1] == ([0, 1, 2, 3, 4, 5], [1, 1, 2, 2, 2, 2])  # the sieve sees whole regions
+
+
+def test_painter_overlap_in_the_stage_against_painting_by_hand(stage, tmp_path):
+    # round 1 answers base regions of image 0; round 2 answers coarser regions over them, and sieving re-sieves both
+    # rounds with the model's probabilities (a quarter of every image confidently wrong)
+    from adaspx import pipeline
+    from adaspx.annotation import knee_threshold
+    from adaspx.artifacts import SCHEMA_SUPERPIXELS, AnswerMaps, Probabilities
+    from adaspx.h5io import Artifact, ArtifactWriter
+
+    d, ids = stage
+    with Artifact(d / "base.h5") as base:
+        maps = {i: base.get("labels", i) for i in ids}
+    coarse = {i: (m // 2 * 2).astype(m.dtype) for i, m in maps.items()}  # pairs of base regions merged
+    with ArtifactWriter(tmp_path / "coarse.h5", SCHEMA_SUPERPIXELS) as w:
+        for i, m in coarse.items():
+            w.add("labels", i, m, regions=len(np.unique(m)))
+    # the model's confidence in the true class grows from left to right: the knee sieves each region's left part
+    with ArtifactWriter(tmp_path / "ramp.h5", pipeline.SCHEMA_PROBS, stride=1) as w:
+        for i in ids:
+            gt = _gt_and_regions(d, i)[1].astype(np.int64)
+            c, wd = 8, gt.shape[1]
+            conf = np.broadcast_to(0.2 + 0.75 * (np.arange(wd) / (wd - 1)) ** 3, gt.shape)
+            ramp = np.repeat(((1 - conf) / (c - 1))[None], c, axis=0)
+            np.put_along_axis(ramp, np.where(gt == 255, 0, gt)[None], conf[None], axis=0)
+            w.add("probs", i, ramp.astype(np.float16))
+    out1, _ = _annotate(d, tmp_path, _selection(d, ids, 0, 4), round=1, sieve=False, overlap="painter")
+    sel2 = pd.DataFrame({"rank": [0, 1], "image": ids[0], "region": np.unique(coarse[ids[0]])[:2], "score": 1.0,
+                         "size": 1, "clicks": 1, "predicted": 0, "uncertainty": 0.0})  # fmt: skip
+    sel2.to_csv(tmp_path / "sel2.csv", index=False)
+    outs = {}
+    for overlap in ("latest", "painter"):
+        o = {k: tmp_path / f"{overlap}_{k}" for k in ("answers.csv", "answers.h5", "targets.h5", "stats.json")}
+        pipeline.annotate(d / "manifest.json", tmp_path / "sel2.csv", [str(tmp_path / "coarse.h5")],
+                          str(out1["answers_csv"]), str(out1["answers_h5"]), [str(tmp_path / "ramp.h5")],
+                          [str(d / "base.h5")], answers_csv=o["answers.csv"], answers_h5=o["answers.h5"],
+                          targets_h5=o["targets.h5"], stats_json=o["stats.json"], experiment="e", seed=0, round=2,
+                          sieve=True, min_pixels=5, overlap=overlap)  # fmt: skip
+        outs[overlap] = o
+    answers = pd.read_csv(outs["painter"]["answers.csv"])
+    with Probabilities([str(tmp_path / "ramp.h5")]) as probs:
+        p = probs.get(ids[0], coarse[ids[0]].shape)
+    # by hand: every answer in order over its whole region, void painting nothing, sieved pixels keeping what was
+    # there (painter); or the latest answer of each pixel, sieved on its own pixels (latest)
+    painted = np.full(coarse[ids[0]].shape, 255, np.uint8)
+    owner = np.full(painted.shape, -1)
+    for k, a in answers.iterrows():
+        inside = (maps if a["round"] == 1 else coarse)[ids[0]] == a["region"]
+        owner[inside] = k
+        if a["label"] == 255:
+            continue
+        conf = p[a["label"]][inside]
+        thr = knee_threshold(conf) if inside.sum() >= 5 else None
+        keep = inside.copy()
+        keep[inside] = conf >= thr if thr is not None else True
+        painted[keep] = a["label"]
+    latest = np.full(painted.shape, 255, np.uint8)
+    for k, a in answers.iterrows():
+        inside = owner == k
+        if a["label"] == 255 or not inside.any():
+            continue
+        conf = p[a["label"]][inside]
+        thr = knee_threshold(conf) if inside.sum() >= 5 else None
+        keep = inside.copy()
+        keep[inside] = conf >= thr if thr is not None else True
+        latest[keep] = a["label"]
+    assert (painted != latest).any()  # the two rules differ on this image
+    with Artifact(outs["painter"]["targets.h5"]) as t:
+        np.testing.assert_array_equal(t.get("labels", ids[0]), painted)
+    with Artifact(outs["latest"]["targets.h5"]) as t:
+        np.testing.assert_array_equal(t.get("labels", ids[0]), latest)
+    with AnswerMaps(outs["painter"]["answers.h5"]) as a:
+        amap, _ = a.read(ids[0])
+        layers = a.layers(ids[0], amap)
+    assert layers.shape[0] == 2 and ((layers[1] != 0) == np.isin(coarse[ids[0]], sel2["region"])).all()
+
+
 # ------------------------------------------------------------------------ the default sieve.min_pixels (null)
 
 

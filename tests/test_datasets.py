@@ -1,5 +1,6 @@
 import json
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -181,3 +182,24 @@ def test_a_byte_order_mark_is_not_part_of_the_first_id(tmp_path):
     (root / "classes.yaml").write_text("\ufeff" + (root / "classes.yaml").read_text(), encoding="utf-8")
     ds = open_dataset("folder", root, "train")
     assert ds.ids == ids.split() and not ds.ids[0].startswith("\ufeff")
+
+
+def test_official_oracle_of_cityscapes_fills_the_label_ids_as_the_reference(tmp_path):
+    # the reference fills the contours of *_gtFine_labelIds.png (void split into several ids, painted first), not
+    # of the train ids (void 255, painted last)
+    from adaspx import pipeline
+    from adaspx.superpixels import oracle_superpixels
+
+    root = make_cityscapes(tmp_path / "cs", split="train", size=(24, 32))
+    make_cityscapes(tmp_path / "cs", split="val", size=(24, 32))
+    pipeline.prepare_dataset("cityscapes", root, {"pool": "train", "val": "val"}, tmp_path / "manifest.json")
+    pipeline.oracle_superpixels(tmp_path / "manifest.json", tmp_path / "oracle.h5", shards=1, shard=0,
+                                method="official")  # fmt: skip
+    ds = open_dataset("cityscapes", root, "train")
+    with h5py.File(tmp_path / "oracle.h5") as f:
+        for image_id in ds.ids:
+            raw = np.asarray(Image.open(ds.image_path(image_id).parents[3] / "gtFine" / "train" /
+                                        image_id.split("_")[0] / f"{image_id}_gtFine_labelIds.png"))  # fmt: skip
+            got = f["labels"][image_id][()]
+            np.testing.assert_array_equal(got, oracle_superpixels(raw, "official"))
+            assert not np.array_equal(got, oracle_superpixels(ds.label(image_id), "official"))

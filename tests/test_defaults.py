@@ -35,6 +35,10 @@ COUNTERPARTS = {
         for k in ("iterations", "batch_size", "lr", "momentum", "weight_decay", "crop_size", "hflip")
     },
     "train.checkpoint_every": [(training.train_model, "checkpoint_every")],
+    "train.scales": [(training.TrainConfig, "scales")],
+    "infer.half_resolution": [(pipeline.infer, "half_resolution"), (training.predict_probs, "half_resolution")],
+    "infer.dtype": [(pipeline.infer, "dtype")],
+    "al.statistics": [(pipeline.acquire, "statistics"), (pipeline.merge_superpixels, "grid")],
     **{
         f"train.set_loss.{k}": [(training.SetLoss, k)]
         for k in ("ce_weight", "mc_weight", "group_weight", "ce_temperature", "mc_temperature", "group_temperature")
@@ -43,6 +47,7 @@ COUNTERPARTS = {
     "annotator.trim": [(pipeline.annotate, "trim"), (annotation.class_sets, "trim")],
     "annotator.void": [(pipeline.annotate, "void"), (annotation.class_sets, "void")],
     "experiments[].answer": [(pipeline.annotate, "answer")],
+    "targets.overlap": [(pipeline.annotate, "overlap")],
     "infer.batch_size": [
         (pipeline.infer, "batch_size"),
         (pipeline.evaluate, "batch_size"),
@@ -89,6 +94,8 @@ WORKFLOW_ONLY = {
     "dataset.pool_list",
     "dataset.val_list",
     "train.init",
+    "fidelity",
+    "al.oracle_warmup",
     "infer.keep",
 }
 

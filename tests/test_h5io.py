@@ -148,3 +148,46 @@ def test_a_full_disk_stops_with_one_line_and_leaves_nothing(tmp_path, monkeypatc
             w.add("labels", "img", np.zeros((64, 64), np.int32))
     assert err.value.errno == 28 and "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []  # neither the artifact nor its temporary file
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 1 MiB filesystem (tmpfs) mounted for the test: root can mount one (as CI's machine runs the tests);
+    elsewhere the test is skipped."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small filesystem needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_stage_on_a_really_full_disk_stops_with_one_line_and_leaves_nothing(small_disk, tmp_path):
+    from adaspx import pipeline, synthetic
+
+    synthetic.write_dataset(tmp_path / "data", train_size=2, val_size=1, height=32, width=40, seed=0)
+    pipeline.prepare_dataset("folder", tmp_path / "data", {"pool": "train", "val": "val"}, tmp_path / "manifest.json")
+    out = small_disk / "base.h5"
+    with pytest.raises(
+        OSError, match=rf"No space left on device: {out} \(/labels/\S+ needs up to \d+ bytes, \d+ free\)$"
+    ) as err:
+        pipeline.base_superpixels(tmp_path / "manifest.json", out, method="slic", params={"n_segments": 6},
+                                  shards=1, shard=0)  # fmt: skip
+    assert err.value.errno == 28
+    assert list(small_disk.iterdir()) == []  # neither the artifact nor its temporary file
+
+
+def test_a_table_on_a_really_full_disk_stops_with_one_line_and_leaves_nothing(small_disk):
+    from adaspx.h5io import atomic_write_text
+
+    out = small_disk / "answers.csv"
+    with pytest.raises(OSError, match=rf"No space left on device: {out}$") as err:
+        atomic_write_text(out, "x" * (2 << 20))
+    assert err.value.errno == 28
+    assert list(small_disk.iterdir()) == []

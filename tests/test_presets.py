@@ -54,11 +54,15 @@ def expected_jobs(config: dict) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     "preset, make, splits",
-    [("cityscapes", make_cityscapes, ("train", "val")), ("voc", make_voc, ("train", "val"))],
+    [
+        ("cityscapes", make_cityscapes, ("train", "val")),
+        ("cityscapes_official", make_cityscapes, ("train", "val")),
+        ("voc", make_voc, ("train", "val")),
+    ],
 )
 def test_preset_prepares_a_real_layout_changing_only_the_root(tmp_path, preset, make, splits):
     data = tmp_path / "data"
-    if preset == "cityscapes":
+    if preset.startswith("cityscapes"):
         for split in splits:
             make(data, split=split)
     else:
@@ -76,7 +80,7 @@ def test_preset_prepares_a_real_layout_changing_only_the_root(tmp_path, preset, 
     assert expected["merge_superpixels"] == 3 * (1 + 2 * 4) * config["pool"]["shards"]
     run_snakemake(tmp_path / "run", None, f"results/{preset}/manifest.json")
     manifest = json.loads((tmp_path / "run" / f"results/{preset}/manifest.json").read_text())
-    assert manifest["num_classes"] == {"cityscapes": 19, "voc": 21}[preset]
+    assert manifest["num_classes"] == {"cityscapes": 19, "cityscapes_official": 19, "voc": 21}[preset]
     assert manifest["splits"][config["dataset"]["val_split"]]["ids"]
     assert np.sum(manifest["splits"]["train"]["class_pixels"]) > 0
 

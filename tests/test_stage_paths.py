@@ -50,7 +50,7 @@ def strided(tmp_path_factory):
             up.add("probs", image_id, at_label_resolution(small, (HEIGHT, WIDTH), 2))
     for name in ("low", "up"):
         pipeline.merge_superpixels(d / "base.h5", d / f"{name}.h5", d / f"regions_{name}.h5", eps=0.1,
-                                   features=["entropy", "official_counts"], threads=1, **PROVENANCE)  # fmt: skip
+                                   features=["entropy"], threads=1, **PROVENANCE)  # fmt: skip
     return d, ids
 
 

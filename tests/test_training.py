@@ -815,3 +815,31 @@ def test_predictions_at_the_training_temperature(toy):
     np.testing.assert_allclose(got, torch.softmax(logits / 0.1, dim=0).numpy(), rtol=1e-4, atol=1e-6)
     with pytest.raises(ValueError, match="temperature must be positive"):
         next(predict_probs(model, images[:1], temperature=0.0))
+
+
+# ------------------------------------------------------------------------------------ random scaling
+
+
+def test_random_scaling_resizes_each_sample_by_a_drawn_factor(toy):
+    from adaspx.training import _draw_keys, _Samples
+
+    images, labels, _ = toy
+    samples = _Samples(images, labels, crop=None)
+    image, target, _ = samples[(0, 0, 0, False, 0.5)]
+    assert image.shape == (16, 24, 3) and (target == labels[0][::2, ::2]).all()  # nearest: every second pixel
+    image, target, _ = samples[(0, 0, 0, False, 2.0)]
+    assert image.shape == (64, 96, 3) and (target == np.repeat(np.repeat(labels[0], 2, 0), 2, 1)).all()
+    # factors drawn from the list, crops placed on the scaled shape (48x32 images, 40x40 crop)
+    keys = _draw_keys(list(range(12)) * 20, [(32, 48)] * 12, (40, 40), True, torch.Generator().manual_seed(0),
+                      scales=(0.5, 2.0))  # fmt: skip
+    scales = {k[4] for k in keys}
+    assert scales == {0.5, 2.0}
+    for _, y0, x0, _, scale in keys:
+        assert (y0, x0) == (0, 0) if scale == 0.5 else (0 <= y0 <= 24 and 0 <= x0 <= 56)
+    config = TrainConfig(iterations=4, batch_size=3, lr=0.05, crop_size=24, scales=[0.5, 1.0, 1.5])
+    runs = [
+        train_model(images, labels, num_classes=3, config=config, seed=1, threads=1, progress=False) for _ in range(2)
+    ]
+    assert all(torch.equal(v, runs[1].state_dict()[k]) for k, v in runs[0].state_dict().items())
+    with pytest.raises(ValueError, match="scales must be positive factors"):
+        TrainConfig(scales=[0.5, 0.0])

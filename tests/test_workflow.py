@@ -215,6 +215,10 @@ def test_same_config_gives_identical_selections_and_targets(tiny_run, tmp_path):
             "al.click_cost: classes",
         ),
         (lambda c: c.update(annotator={"trim": 4}), "trim"),
+        (
+            lambda c: (c.update(fidelity="official"), c["al"].update(click_cost="classes")),
+            "fidelity: official cannot honour al.click_cost: classes (the reference code charges one click per region)",
+        ),
     ],
 )
 def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
@@ -330,6 +334,38 @@ def _has(path, image_id):
 def _map(path, image_id):
     with h5py.File(path) as f:
         return f["labels"][image_id][()]
+
+
+def test_official_fidelity_runs_with_the_reference_behaviour_and_the_usual_artifacts(tmp_path):
+    # the switch on the tiny demo: half-resolution float32 softmax stored at stride 2, statistics on that grid, the
+    # reference's class weights, no exclusion; sieve.min_pixels, set in the config, wins over the switch's 512
+    config = copy.deepcopy(TINY_CONFIG)
+    config["fidelity"] = "official"
+    run_snakemake(tmp_path, config)
+    d = tmp_path / R / "cb_adaptive_sieve/seed0/round1"
+    with h5py.File(d / "probs_shard0.h5") as f:
+        name = next(iter(f["probs"]))
+        assert f.attrs["stride"] == 2 and f.attrs["half_resolution"] and f["probs"][name].dtype == np.float32
+        assert f["probs"][name].shape[1:] == (24, 32)  # 48x64 images
+    with h5py.File(d / "regions_shard0.h5") as f:
+        assert json.loads(f.attrs["config"])["grid"] == "probabilities"
+    for exp in ("cb_oracle", "cb_adaptive_sieve"):
+        sel = pd.read_csv(tmp_path / R / f"{exp}/seed0/round2/selection.csv")
+        assert {"image", "region", "score", "clicks"} <= set(sel.columns) and len(sel) == 10
+    stats = json.loads((d / "annotation_stats.json").read_text())
+    assert stats["sieve_min_pixels"] == 20
+    oracle = {}
+    for k in (0, 1):
+        with h5py.File(tmp_path / R / f"superpixels/oracle_shard{k}.h5") as f:
+            assert json.loads(f.attrs["config"]) == {"oracle": "official"}
+            oracle |= {name: f["labels"][name][()] for name in f["labels"]}
+    # the oracle experiment starts from its own warm-up, on oracle regions
+    warm = pd.read_csv(tmp_path / R / "warmup_oracle/seed0/round0/answers.csv", dtype={"image": str})
+    assert len(warm) and all(r in oracle[i] for i, r in zip(warm["image"], warm["region"], strict=True))
+    first = pd.read_csv(tmp_path / R / "cb_oracle/seed0/round1/answers.csv", dtype={"image": str})
+    assert first.iloc[: len(warm)].equals(warm)
+    summary = pd.read_csv(tmp_path / R / "summary.csv")
+    assert len(summary) == 9 and summary["miou"].between(0, 1).all()
 
 
 def test_every_job_writes_its_benchmark(tiny_run):

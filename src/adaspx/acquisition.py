@@ -77,14 +77,16 @@ def pixel_share(class_pixels: np.ndarray) -> np.ndarray:
     return class_pixels / max(1.0, class_pixels.sum())
 
 
-def official_share(half_res_class_pixels: np.ndarray, n_images: int) -> np.ndarray:
-    """``p_c`` of the reference code, literally: class pixel counts over ``n_images * 1024 * 2048``.
+def official_share(region_class_pixels: np.ndarray, n_images: int) -> np.ndarray:
+    """``p_c`` of the reference code, literally: the summed sizes of the pool's regions whose most frequent argmax
+    class is c, over ``n_images * 1024 * 2048`` (``region_selection_using_cb.py``).
 
-    The reference counts argmax pixels at half resolution (512x1024 on Cityscapes) but divides by the full-resolution
-    pixel count, so its shares sum to ~1/4 and its weights ``exp(-p_c)`` are ~4x weaker than intended. On other
-    image sizes the hard-coded denominator makes the shares meaningless (tiny images: all weights ~1).
+    The reference takes the sizes at half resolution (its statistics grid, 512x1024 on Cityscapes) but divides by
+    the full-resolution pixel count, so its shares sum to ~1/4 and its weights ``exp(-p_c)`` are ~4x weaker than
+    intended. On other image sizes the hard-coded denominator makes the shares meaningless (tiny images: all
+    weights ~1).
     """
-    counts = np.asarray(half_res_class_pixels, dtype=np.float64)
+    counts = np.asarray(region_class_pixels, dtype=np.float64)
     return counts / (max(1, int(n_images)) * OFFICIAL_IMAGE_PIXELS)
 
 
@@ -104,6 +106,22 @@ def class_balanced_scores(uncertainty: np.ndarray, predicted: np.ndarray, class_
     class_share = np.asarray(class_share, dtype=np.float64)
     weights = np.exp(-class_share)
     return minmax(uncertainty) * weights[np.asarray(predicted, dtype=np.int64)]
+
+
+def official_class_balanced_scores(
+    uncertainty: np.ndarray, predicted: np.ndarray, pool_uncertainty: np.ndarray, class_share: np.ndarray
+) -> np.ndarray:
+    """The reference code's class-balanced score: ``u_s / max u * exp(-p_c)``, ``max u`` over every region of the
+    pool (answered or not), and weight 1 for a region without a class (one that vanished on the statistics grid,
+    whose ``u`` is 0).
+
+    The reference min-max normalises over every region slot of every image (8292 per Cityscapes image, more than any
+    image has regions, absent ones 0), so its minimum is 0: ``u / max u``."""
+    top = float(np.max(pool_uncertainty, initial=0.0))
+    u = np.asarray(uncertainty, dtype=np.float64)
+    norm = u / top if top > 0 else np.zeros_like(u)
+    weights = np.append(np.exp(-np.asarray(class_share, dtype=np.float64)), 1.0)  # index -1: no class
+    return norm * weights[np.asarray(predicted, dtype=np.int64)]
 
 
 def tempered(probs: np.ndarray, temperature: float, axis: int = 0) -> np.ndarray:
@@ -172,7 +190,6 @@ def dense_index(labels: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 OPTIONAL_FEATURES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "entropy": (("entropy",), ()),
-    "official_counts": ((), ("class_pixels_half",)),
     "tempered_bvsb": (("bvsb_by_class",), ("tempered_probs",)),
 }
 """Region statistics computed only for the strategies that need them (:attr:`Strategy.features`): name -> (the
@@ -205,8 +222,7 @@ def region_features(
     ``size``, ``uncertainty``, ``predicted``, ``classes`` (distinct per-pixel argmax classes in the region, the
     ``classes`` click estimate) and the per-image ``class_pixels`` (argmax pixel counts per class), plus the columns
     of the optional ``features`` (:data:`OPTIONAL_FEATURES`): ``entropy``, the column ``entropy`` (mean per-pixel
-    entropy); ``official_counts``, the per-image ``class_pixels_half`` (argmax counts on every second row and
-    column: the reference code's half-resolution counts, for ``class_balanced_official``); ``tempered_bvsb``, for
+    entropy); ``tempered_bvsb``, for
     ``mulactseg`` at temperature :data:`MULACTSEG_TEMPERATURE`, the (R, C) column ``bvsb_by_class`` (per region
     and class c, the summed :func:`tempered_bvsb` of its pixels whose argmax is c) and the per-image
     ``tempered_probs`` (the :func:`tempered` probabilities summed over the image's pixels). ``probs_temperature``:
@@ -222,13 +238,12 @@ def region_features(
         "predicted": stats.predicted,
         "classes": (hist > 0).sum(axis=1).astype(np.int64),
     }
-    per_image = {"class_pixels": hist.sum(axis=0).astype(np.int64)}
-    if "official_counts" in features:
-        c = probs.shape[0]
-        rows = np.arange(0, labels.shape[0], 2) // stride
-        cols = np.arange(0, labels.shape[1], 2) // stride
-        am = probs[:, rows[:, None], cols[None, :]].argmax(axis=0)
-        per_image["class_pixels_half"] = np.bincount(am.ravel(), minlength=c)[:c].astype(np.int64)
+    c = probs.shape[0]
+    per_image = {
+        "class_pixels": hist.sum(axis=0).astype(np.int64),
+        # the reference's class counts: region sizes by the region's most frequent argmax class
+        "region_class_pixels": np.bincount(stats.predicted, weights=stats.counts, minlength=c)[:c].astype(np.int64),
+    }
     if "entropy" in features:
         ent = _at_labels(pixel_entropy(probs, axis=0), labels.shape, stride)
         dense = dense_index(labels, stats.ids).ravel()
@@ -250,6 +265,65 @@ def region_features(
     return columns, per_image
 
 
+STATISTICS_GRIDS = ("labels", "probabilities")
+"""Where acquisition statistics are taken (``al.statistics``): ``labels``, every label pixel reading its stored
+probabilities; ``probabilities``, on the stored probabilities' own grid with the region map shrunk to it
+(:func:`shrink_map`), as the reference code does at half resolution."""
+
+
+def shrink_map(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """The region map on the coarser ``shape`` grid as the reference code takes it: ``scipy.ndimage.zoom`` with
+    order 0 by ``(h / H, w / W)`` (0.5 and 0.5 for a half-resolution grid of an even-sized image). Regions may
+    vanish."""
+    from scipy.ndimage import zoom
+
+    out = zoom(labels, (shape[0] / labels.shape[0], shape[1] / labels.shape[1]), order=0)
+    assert out.shape == tuple(shape), (out.shape, shape)
+    return out
+
+
+def grid_features(
+    labels: np.ndarray,
+    probs: np.ndarray,
+    stride: int,
+    features: Collection[str],
+    grid: str,
+    stats=None,
+    probs_temperature: float = 1.0,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """:func:`region_features` of one image's regions on ``grid`` (:data:`STATISTICS_GRIDS`); ``stats``: the
+    regions' statistics at label resolution, when at hand; ``probs_temperature``: see :func:`region_features`.
+
+    On the ``probabilities`` grid (stride > 1) the statistics describe the shrunk map; every region of ``labels``
+    keeps a row with its label-resolution ``size``, and a region that vanished has uncertainty 0, no predicted
+    class (-1) and one estimated class, as the reference scores it (0)."""
+    from adaspx.merge import region_stats
+
+    if grid not in STATISTICS_GRIDS:
+        raise ValueError(f"statistics grid {grid!r} unknown; expected one of {', '.join(STATISTICS_GRIDS)}")
+    if grid == "labels" or stride == 1:
+        stats = stats if stats is not None else region_stats(labels, probs, channel_axis=0)
+        return region_features(labels, probs, stats, stride, features, probs_temperature)
+    small = shrink_map(labels, probs.shape[1:])
+    small_stats = region_stats(small, probs, channel_axis=0)
+    columns, per_image = region_features(small, probs, small_stats, 1, features, probs_temperature)
+    ids, sizes = (stats.ids, stats.counts) if stats is not None else np.unique(labels, return_counts=True)
+    at = np.searchsorted(ids, columns["region"])
+    full = {"region": ids, "size": sizes}
+    fill = {"uncertainty": 0.0, "predicted": -1, "classes": 1}
+    for key, values in columns.items():
+        if key in full:
+            continue
+        out = np.full((len(ids), *values.shape[1:]), fill.get(key, 0), dtype=values.dtype)
+        out[at] = values
+        full[key] = out
+    if "bvsb_by_class" in full:  # sums over the grid's pixels, read per label pixel as the other sums are
+        scale = np.zeros(len(ids))
+        scale[at] = sizes[at] / columns["size"]
+        full["bvsb_by_class"] = full["bvsb_by_class"] * scale[:, None]
+    return full, per_image
+
+
 def _at_labels(values: np.ndarray, shape: tuple[int, int], stride: int) -> np.ndarray:
     """A per-pixel map stored at ``stride`` (its last two axes) read at every pixel of a ``shape`` label map."""
     if stride == 1:
@@ -267,8 +341,9 @@ class Pool:
 
     ``columns``: one entry per candidate in each array: ``size``, ``uncertainty``, ``predicted``, ``classes`` and
     the per-region columns of the strategy's :attr:`Strategy.features`; ``totals``: per-image columns summed over
-    the pool's images (``class_pixels`` and the strategy's); ``predicted``: the predicted class of every region of
-    the pool, candidates or not (-1 without a model); ``n_images``: the pool's images.
+    the pool's images (``class_pixels``, ``region_class_pixels`` and the strategy's); ``predicted`` and
+    ``uncertainty``: those of every region of the pool, candidates or not (-1 and NaN without a model);
+    ``n_images``: the pool's images.
     """
 
     columns: Mapping[str, np.ndarray]
@@ -276,6 +351,7 @@ class Pool:
     predicted: np.ndarray
     n_images: int
     num_classes: int
+    uncertainty: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.columns["size"])
@@ -347,12 +423,16 @@ class ClassBalanced(Strategy):
         if self.share == "pixels":
             return pixel_share(pool.totals["class_pixels"])
         if self.share == "official":
-            return official_share(pool.totals["class_pixels_half"], pool.n_images)
+            return official_share(pool.totals["region_class_pixels"], pool.n_images)
         return region_share(pool.predicted, pool.num_classes)
 
     def scores(self, pool: Pool, rng: np.random.Generator) -> np.ndarray:
         share = self.class_share(pool)
         log.info("class shares p_c (%s): %s", self.name, np.array2string(share, precision=4))
+        if self.share == "official":
+            return official_class_balanced_scores(
+                pool.columns["uncertainty"], pool.columns["predicted"], pool.uncertainty, share
+            )
         return class_balanced_scores(pool.columns["uncertainty"], pool.columns["predicted"], share)
 
 
@@ -378,7 +458,7 @@ STRATEGIES: dict[str, Strategy] = {
         Margin(name="margin"),
         Entropy(name="entropy"),
         ClassBalanced(name="class_balanced", share="pixels"),
-        ClassBalanced(name="class_balanced_official", share="official", features=("official_counts",)),
+        ClassBalanced(name="class_balanced_official", share="official"),
         ClassBalanced(name="class_balanced_cai", share="regions"),
         MulActSeg(name="mulactseg"),
     )

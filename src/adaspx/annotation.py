@@ -344,6 +344,33 @@ def sieve_answered(
     return drop
 
 
+OVERLAPS = ("latest", "painter")
+"""How answers covering the same pixel make its target: see :func:`adaspx.pipeline.annotate` (``targets.overlap``)."""
+
+
+def painted_targets(layers: np.ndarray, rows: np.ndarray, labels: np.ndarray, sieved) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) uint8 targets painted as the reference code builds them, without and with sieving.
+
+    ``layers`` (L, H, W): each answer's whole region, one layer per round in order, values k >= 1 naming answer row
+    ``rows[k - 1]`` (0: none); ``labels``: the label of every answer row. Layer after layer, each answer paints its
+    label over its region, except that a void answer (255) paints nothing and the pixels ``sieved(pixels,
+    pixel_rows)`` drops (a bool mask; it sees the layer's pixels, whole regions) keep what was painted before."""
+    shape = layers.shape[1:]
+    plain = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
+    target = plain.copy()
+    for layer in layers:
+        pixels = np.flatnonzero(layer.ravel() != 0)
+        if not pixels.size:
+            continue
+        prows = np.asarray(rows, dtype=np.int64)[layer.ravel()[pixels].astype(np.int64) - 1]
+        lab = np.asarray(labels)[prows]
+        paint = lab != IGNORE_INDEX
+        plain.ravel()[pixels[paint]] = lab[paint]
+        paint &= ~sieved(pixels, prows)
+        target.ravel()[pixels[paint]] = lab[paint]
+    return plain, target
+
+
 def targets_from_answers(answer_map: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """(H, W) uint8 targets: the answered label of every pixel's latest answer, 255 where unanswered or void."""
     answered = np.flatnonzero(answer_map.ravel() >= 0)

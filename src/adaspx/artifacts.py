@@ -95,7 +95,8 @@ class Probabilities:
 
     def get(self, image_id: str, shape: tuple[int, int]) -> np.ndarray:
         """float32 (C, h, w) probabilities of ``image_id`` at the stored stride, each vector renormalised to sum 1
-        after the float16 round trip; ``shape`` is the image's label map shape, checked against the stride."""
+        after the float16 round trip (float32 ones are used as stored); ``shape`` is the image's label map shape,
+        checked against the stride."""
         return self.decode(image_id, self.read(image_id), shape)
 
     def read(self, image_id: str, ring=None) -> np.ndarray:
@@ -111,6 +112,9 @@ class Probabilities:
             out = np.empty(raw.shape, dtype=np.float32)
             self._refuse_non_finite(image_id, _kernel.normalise_half(raw.view(np.uint16), out))
             return out
+        if raw.dtype == np.float32:  # stored as computed (infer.dtype: float32): used as it is
+            self._refuse_non_finite(image_id, int((~np.isfinite(raw.sum(axis=0))).sum()))
+            return raw.copy()  # raw may be a reused read buffer
         return self._normalised(image_id, raw.astype(np.float32))
 
     def at(self, image_id: str, shape: tuple[int, int], flat_pixels: np.ndarray) -> np.ndarray:
@@ -123,7 +127,11 @@ class Probabilities:
         self._check_shape(image_id, raw, shape)
         if raw.dtype == np.float16:  # the whole array is checked, as decode does
             self._refuse_non_finite(image_id, _kernel.non_finite_pixels(raw.view(np.uint16)))
-        return self._normalised(image_id, lookup(raw, flat_pixels, shape[1], self.stride).astype(np.float32))
+        picked = lookup(raw, flat_pixels, shape[1], self.stride)
+        if raw.dtype == np.float32:
+            self._refuse_non_finite(image_id, int((~np.isfinite(raw.sum(axis=0))).sum()))
+            return picked
+        return self._normalised(image_id, picked.astype(np.float32))
 
     def _check_shape(self, image_id: str, raw: np.ndarray, shape: tuple[int, int]) -> None:
         expected = stored_shape(shape, self.stride)
@@ -211,7 +219,7 @@ class RegionTable:
                 self._where[name] = (part, j, int(table["start"][j]), int(table["count"][j]))
 
     def get(self, image_id: str, columns: Sequence[str], image_columns: Sequence[str]) -> dict[str, np.ndarray] | None:
-        """The per-region ``columns`` and the per-image ``image_columns`` (``class_pixels``, ``class_pixels_half``,
+        """The per-region ``columns`` and the per-image ``image_columns`` (``class_pixels``, ``region_class_pixels``,
         ...: see :func:`adaspx.acquisition.region_features`) of ``image_id``; None when the image or a column is
         missing."""
         if image_id not in self._where:
@@ -233,6 +241,11 @@ class AnswerMaps(Artifact):
     no answer covers the pixel, k where the pixel's latest answer is row ``rows[k - 1]`` of ``answers.csv``; and
     ``/rows/<id>`` (int64) lists those rows in the order they were painted. Half the bytes of a map of rows, and
     the rows an image refers to are at hand without decoding its map.
+
+    ``/layers/<id>`` ((L, H, W), same values) keeps every answer's whole region: one layer per round that answered
+    the image, in round order (a round's regions never overlap). The latest-answer map is their top view; the
+    layers serve targets that need every answer, not only the latest (``targets.overlap: painter``). Files written
+    before layers existed have none: :meth:`layers` then gives the latest-answer map as the only layer.
     """
 
     def __init__(self, path) -> None:
@@ -242,13 +255,23 @@ class AnswerMaps(Artifact):
         """``(map, rows)`` of ``image_id`` as stored (the map into ``ring``'s next array, if given)."""
         return self.get("labels", image_id, ring), self.get("rows", image_id)
 
+    def layers(self, image_id: str, answer_map: np.ndarray) -> np.ndarray:
+        """The (L, H, W) answer layers of ``image_id`` (``answer_map``: its latest-answer map, from :meth:`read`)."""
+        if self.has("layers", image_id):
+            return self.get("layers", image_id)
+        return answer_map[None]
 
-def add_answer_map(w: ArtifactWriter, image_id: str, answer_map: np.ndarray, rows: np.ndarray) -> None:
-    """Store one image's answer map (see :class:`AnswerMaps`)."""
+
+def add_answer_map(
+    w: ArtifactWriter, image_id: str, answer_map: np.ndarray, rows: np.ndarray, layers: np.ndarray | None = None
+) -> None:
+    """Store one image's answer map and its layers (see :class:`AnswerMaps`)."""
     if answer_map.dtype not in (np.uint16, np.uint32) or int(answer_map.max(initial=0)) > len(rows):
         raise ValueError(f"image {image_id}: an answer map must be uint16/uint32 indexes into its {len(rows)} rows")
     w.add("labels", image_id, answer_map)
     w.add("rows", image_id, np.asarray(rows, dtype=np.int64))
+    if layers is not None and len(layers):
+        w.add("layers", image_id, layers.astype(answer_map.dtype, copy=False))
 
 
 def answered_pixels(answer_map: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -110,6 +110,11 @@ class Dataset(Sequence[Item]):
     def label(self, image_id: str) -> np.ndarray:
         return read_label(self.label_path(image_id))
 
+    def source_label(self, image_id: str) -> np.ndarray:
+        """The label map as the dataset ships it, before any mapping to train ids (what the reference code's
+        oracle superpixels fill); the train-id label where there is no other."""
+        return self.label(image_id)
+
     def __len__(self) -> int:
         return len(self.ids)
 
@@ -244,6 +249,12 @@ class CityscapesDataset(Dataset):
             values = np.unique(label[unknown]).tolist()
             raise DatasetError(f"{path}: label ids {values[:5]} are not in the Cityscapes label table")
         return self._lut[label]
+
+    def source_label(self, image_id: str) -> np.ndarray:
+        """The ``*_gtFine_labelIds.png`` map (Cityscapes' 34 ids, void split into ~15 values), where it exists."""
+        folder = self.root / "gtFine" / self.split / self._city[image_id]
+        path = folder / f"{image_id}_gtFine_labelIds.png"
+        return read_label(path) if path.exists() else self.label(image_id)
 
 
 VOC_CLASSES = (

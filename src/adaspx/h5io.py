@@ -303,6 +303,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     try:
         tmp.write_text(text)
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        if err.errno == errno.ENOSPC:  # Python's message names no file
+            raise OSError(errno.ENOSPC, f"No space left on device: {path}") from None
+        raise
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

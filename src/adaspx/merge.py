@@ -358,11 +358,12 @@ def adaptive_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None)
             (y // s, x // s) (nearest, top-left aligned); where several s fit, the smallest is used.
         eps: merge threshold on the JS distance (strictly positive; official default 0.1).
         channel_axis: axis of ``probs`` holding the classes.
-        max_visited: the official "complexity" cap. A region counts as visited when it starts a search as a seed
-            and when it is absorbed; the merge stops as soon as ``max_visited`` regions have been visited, even in
-            the middle of a seed's search, and every region not visited by then keeps its own id. Within one
-            seed's search, regions are absorbed in breadth-first order (FIFO queue; a region's neighbours in
-            ascending id order). ``None`` (default): no cap. ``0``: nothing is merged.
+        max_visited: a "complexity" cap in the spirit of the reference's commented-out one (which differs: see
+            README, "Differences from the reference implementation"). A region counts as visited when it starts a
+            search as a seed and when it is absorbed; the merge stops as soon as ``max_visited`` regions have been
+            visited, even in the middle of a seed's search, and every region not visited by then keeps its own
+            id. Within one seed's search, regions are absorbed in breadth-first order (FIFO queue; a region's
+            neighbours in ascending id order). ``None`` (default): no cap. ``0``: nothing is merged.
 
     Returns:
         The merged label map, same shape and dtype as ``labels``; every merged region carries its seed's id.

@@ -90,7 +90,9 @@ class TrainConfig:
     ``crop_size``: side of the random square crop (an ``(h, w)`` pair is accepted too); ``None`` trains on whole
     images (images of different sizes in one batch are padded, padding ignored by the loss). Images smaller than
     the crop are padded the same way. ``lr`` is the initial learning rate of the poly schedule
-    ``lr * (1 - i / iterations) ** lr_power``.
+    ``lr * (1 - i / iterations) ** lr_power``. ``scales``: each sample is first resized by a factor drawn
+    uniformly from these (bilinear image, nearest target, sides rounded down, as DeepLab's random scaling with its
+    ``min_scale_factor``, ``max_scale_factor`` and ``scale_factor_step_size``); ``None`` keeps the size.
     """
 
     iterations: int = 300
@@ -102,8 +104,13 @@ class TrainConfig:
     hflip: bool = True
     model: str = "small"
     lr_power: float = 0.9
+    scales: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
+        if self.scales is not None:
+            object.__setattr__(self, "scales", tuple(float(v) for v in self.scales))
+            if not self.scales or min(self.scales) <= 0:
+                raise ValueError(f"scales must be positive factors, got {self.scales!r}")
         if not isinstance(self.iterations, int) or self.iterations < 1:
             raise ValueError(f"iterations must be a positive integer, got {self.iterations!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -357,7 +364,7 @@ def _scan(images: Sequence, targets: Sequence, num_classes: int, h: Any) -> _Inp
 # outcome to a torch DataLoader as sample keys (index, y0, x0, flip); the dataset's workers only read, decode,
 # crop, flip and pad. So the batches, and the trained weights, do not depend on the number of workers.
 
-_SampleKey = tuple[int, int, int, bool]  # image index, crop top, crop left, horizontal flip
+_SampleKey = tuple[int, int, int, bool, float]  # image index, crop top, crop left, horizontal flip, scale factor
 
 
 def _randint(high: int, gen: torch.Generator) -> int:
@@ -382,20 +389,38 @@ def _draw_keys(
     crop: tuple[int, int] | None,
     hflip: bool,
     gen: torch.Generator,
+    scales: tuple[float, ...] | None = None,
 ) -> list[_SampleKey]:
-    """Random crop offsets and flips of ``indices``, from the target shapes; for each image in turn the crop top,
-    the crop left (both only with a crop; offsets 0 on the sides the crop exceeds) and the flip (only when
-    ``hflip``) are drawn from ``gen``, in this order."""
+    """Random scale factors, crop offsets and flips of ``indices``, from the target shapes; for each image in turn
+    the scale (only with ``scales``), the crop top and the crop left (both only with a crop, on the scaled shape;
+    offsets 0 on the sides the crop exceeds) and the flip (only when ``hflip``) are drawn from ``gen``, in this
+    order."""
     keys = []
     for i in indices:
         y0 = x0 = 0
+        scale = scales[_randint(len(scales), gen)] if scales else 1.0
         if crop is not None:
-            h, w = shapes[i]
+            h, w = scaled_shape(shapes[i], scale)
             y0 = _randint(max(h - crop[0], 0) + 1, gen)
             x0 = _randint(max(w - crop[1], 0) + 1, gen)
         flip = bool(hflip and _randint(2, gen))
-        keys.append((i, y0, x0, flip))
+        keys.append((i, y0, x0, flip, scale))
     return keys
+
+
+def scaled_shape(shape: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The size of an image resized by ``scale``: each side rounded down, at least 1 (DeepLab's)."""
+    return max(1, int(shape[0] * scale)), max(1, int(shape[1] * scale))
+
+
+def _rescaled(image: np.ndarray, target: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Image (bilinear) and target (nearest) resized by ``scale`` (:func:`scaled_shape`)."""
+    import cv2
+
+    h, w = scaled_shape(target.shape, scale)
+    image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    target = cv2.resize(np.ascontiguousarray(target), (w, h), interpolation=cv2.INTER_NEAREST)
+    return image, target
 
 
 class _StreamPosition(NamedTuple):
@@ -426,8 +451,9 @@ class _BatchPlan:
         gen: torch.Generator,
         order: list[int],
         batches: int,
+        scales: tuple[float, ...] | None = None,
     ) -> None:
-        self.usable, self.shapes, self.batch_size = usable, shapes, batch_size
+        self.usable, self.shapes, self.batch_size, self.scales = usable, shapes, batch_size, scales
         self.crop, self.hflip, self.gen = crop, hflip, gen
         self.order, self.batches = order, batches
         self.drawn: deque[_StreamPosition] = deque()
@@ -438,7 +464,7 @@ class _BatchPlan:
     def __iter__(self) -> Iterator[list[_SampleKey]]:
         for _ in range(self.batches):
             indices = _next_indices(self.order, self.usable, self.batch_size, self.gen)
-            keys = _draw_keys(indices, self.shapes, self.crop, self.hflip, self.gen)
+            keys = _draw_keys(indices, self.shapes, self.crop, self.hflip, self.gen, self.scales)
             self.drawn.append(_StreamPosition(self.gen.get_state(), list(self.order)))
             yield keys
 
@@ -486,8 +512,10 @@ class _Samples(TorchDataset):
         return pair
 
     def __getitem__(self, key: _SampleKey) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        i, y0, x0, flip = key
+        i, y0, x0, flip, scale = key
         image, target, table = self._pair(i)
+        if scale != 1.0:
+            image, target = _rescaled(image, target, scale)
         if self.crop is not None:
             ch, cw = self.crop
             image, target = image[y0 : y0 + ch, x0 : x0 + cw], target[y0 : y0 + ch, x0 : x0 + cw]
@@ -589,6 +617,7 @@ class _BatchStream:
     hflip: bool
     workers: int
     pin_memory: bool
+    scales: tuple[float, ...] | None = None
 
     @contextmanager
     def open(self, start: _StreamPosition, count: int) -> Iterator[Iterator[tuple[_Batch, _StreamPosition]]]:
@@ -606,6 +635,7 @@ class _BatchStream:
             gen,
             list(start.order),
             count,
+            self.scales,
         )
         with _iterate(_loader(self.samples, plan, self.workers, self.pin_memory)) as loaded:
             yield ((batch, plan.consumed()) for batch in loaded)
@@ -858,7 +888,9 @@ def train_model(
     samples = _Samples(images, targets, config.crop_hw(), cache_bytes)
     dev = default_device(device)
     cpu = dev.type == "cpu"
-    stream = _BatchStream(samples, inputs, config.batch_size, config.hflip, workers, pin_memory=dev.type == "cuda")
+    stream = _BatchStream(
+        samples, inputs, config.batch_size, config.hflip, workers, pin_memory=dev.type == "cuda", scales=config.scales
+    )
 
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
@@ -1173,10 +1205,16 @@ def predict_probs(
     device: str | None = None,
     stride: int = 1,
     temperature: float = 1.0,
+    half_resolution: bool = False,
 ) -> Iterator[np.ndarray]:
     """Softmax probabilities ``(C, H, W)`` float32 for each image, in input order: ``softmax(logits /
     temperature)``, the distribution a model trained at that softmax temperature predicts (see
     :class:`SetLoss`).
+
+    ``half_resolution`` runs the network on the image resized to ``ceil(H/2) x ceil(W/2)`` (PIL's bicubic
+    resampling, Pillow's default for RGB images, as the reference code's ``Image.resize`` of Cityscapes images) and
+    returns the probabilities at that resolution, i.e. at twice the ``stride``: label pixel (y, x) then reads
+    (y // (2 s), x // (2 s)), which for s = 1 is the reference's nearest x2 upsampling.
 
     ``stride`` s > 1 returns them at reduced resolution ``(C, ceil(H/s), ceil(W/s))``: element (i, j) is the mean
     of the full-resolution probabilities over the pixels (y, x) with ``y // s == i`` and ``x // s == j`` (an s x s
@@ -1205,12 +1243,22 @@ def predict_probs(
     pending: list[np.ndarray] = []
     for i, image in enumerate(images):
         image = _check_image(i, image)
+        if half_resolution:
+            image = half_size(image)
         if pending and (image.shape != pending[0].shape or len(pending) == batch_size):
             yield from _predict_batch(model, normalize, pending, stride, temperature)
             pending = []
         pending.append(image)
     if pending:
         yield from _predict_batch(model, normalize, pending, stride, temperature)
+
+
+def half_size(image: np.ndarray) -> np.ndarray:
+    """An (H, W, 3) uint8 image resized to ``ceil(H/2) x ceil(W/2)`` with PIL's bicubic filter."""
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    return np.asarray(Image.fromarray(image).resize((-(-w // 2), -(-h // 2)), Image.Resampling.BICUBIC))
 
 
 def block_mean(probs: torch.Tensor, stride: int) -> torch.Tensor:

@@ -20,6 +20,7 @@ rule acquire:
         click_cost=config["al"]["click_cost"],
         max_per_image=config["al"]["max_per_image"],
         max_per_class=config["al"]["max_per_class"],
+        statistics=config["al"]["statistics"],
         provenance=provenance,
     script:
         "../scripts/acquire.py"

@@ -25,6 +25,7 @@ rule annotate:
         click_cost=config["al"]["click_cost"],
         overshoot=config["al"]["overshoot"],
         answer=answer_settings,
+        targets=target_settings,
         budget=budget,
         provenance=provenance,
     script:

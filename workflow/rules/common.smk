@@ -8,7 +8,17 @@ from snakemake.exceptions import WorkflowError
 
 from adaspx.acquisition import STRATEGIES
 from adaspx.datasets import DatasetError, source_files
+from adaspx.fidelity import conflicts, explicit_keys, resolve
 from adaspx.synthetic import SUMMARY, check_generated_root
+
+# fidelity: official sets the reference's value of every key the user's config leaves out: the keys of the
+# --configfile files and --config (or, without a --configfile, of config/config.yaml) are the user's.
+USER_KEYS = explicit_keys(workflow.config_settings.overwrite_config)
+if not workflow.config_settings.configfiles:
+    USER_KEYS |= explicit_keys(RAW_CONFIG)
+for line in conflicts(config):
+    raise WorkflowError(line)
+config.update(resolve(config, USER_KEYS))
 
 DS = config["dataset"]
 DATASET_ROOT = DS["root"]
@@ -24,12 +34,16 @@ WARMUP = "warmup"  # round 0: random clicks on base superpixels, shared by all e
 ROUND = f"{RESULTS}/{{experiment}}/seed{{seed}}/round{{round}}"
 ROUND_LOGS = f"{LOGS}/{{experiment}}/seed{{seed}}/round{{round}}"
 EXPERIMENTS = {e["name"]: e for e in config["experiments"]}
-WARMUP_EXPERIMENT = {
-    "name": WARMUP,
-    "regions": "base",
-    "acquisition": "random",
-    "sieve": False,
-    "answer": "dominant",
+ORACLE_WARMUP = "warmup_oracle"  # with al.oracle_warmup: round 0 of the oracle experiments, on oracle regions
+WARMUPS = {
+    name: {
+        "name": name,
+        "regions": regions,
+        "acquisition": "random",
+        "sieve": False,
+        "answer": "dominant",
+    }
+    for name, regions in ((WARMUP, "base"), (ORACLE_WARMUP, "oracle"))
 }
 
 if len(EXPERIMENTS) != len(config["experiments"]):
@@ -48,6 +62,18 @@ for e in config["experiments"]:
         raise WorkflowError(
             f"experiments: {e['name']} answers class sets (answer: classes), which cost one click per class: "
             "set al.click_cost: classes, so that every experiment is charged the same way"
+        )
+if config["targets"]["overlap"] == "painter":
+    for e in config["experiments"]:
+        if e["answer"] == "classes":
+            raise WorkflowError(
+                f"experiments: {e['name']} answers class sets, which targets.overlap: painter cannot paint "
+                "(it paints dominant labels)"
+            )
+    if config["sieve"]["freeze"]:
+        raise WorkflowError(
+            "sieve.freeze: true keeps each answer's own sieving, which targets.overlap: painter re-sieves "
+            "every round"
         )
 WEIGHTS = config["model"]["weights"]
 if WEIGHTS not in (None, "torchvision") and not Path(WEIGHTS).is_file():
@@ -95,14 +121,21 @@ wildcard_constraints:
 
 
 def experiment(name):
-    return WARMUP_EXPERIMENT if name == WARMUP else EXPERIMENTS[name]
+    return WARMUPS[name] if name in WARMUPS else EXPERIMENTS[name]
+
+
+def warmup_of(exp):
+    """The warm-up an experiment starts from: the shared one on base superpixels, or with al.oracle_warmup (the
+    reference) one on oracle regions for the oracle experiments."""
+    oracle = experiment(exp)["regions"] == "oracle"
+    return ORACLE_WARMUP if oracle and config["al"]["oracle_warmup"] else WARMUP
 
 
 def round_dir(exp, seed, r):
-    """Folder of round r of an experiment; round 0 is the shared warm-up of that seed."""
+    """Folder of round r of an experiment; round 0 is the warm-up of that seed it shares (warmup_of)."""
     r = int(r)
     if r == 0:
-        return f"{RESULTS}/{WARMUP}/seed{seed}/round0"
+        return f"{RESULTS}/{warmup_of(exp)}/seed{seed}/round0"
     return f"{RESULTS}/{exp}/seed{seed}/round{r}"
 
 
@@ -119,10 +152,10 @@ def region_maps(w):
     """The region maps that round w.round selects from: base, oracle, or the experiment's adaptive
     regions merged with the previous round's model."""
     exp = experiment(w.experiment)
+    if exp["regions"] == "oracle":  # in round 0 only the oracle warm-up (al.oracle_warmup) is an oracle experiment
+        return ORACLE_SHARDS
     if int(w.round) == 0 or exp["regions"] == "base":
         return BASE_SHARDS
-    if exp["regions"] == "oracle":
-        return ORACLE_SHARDS
     # Round-0 regions come from the warm-up model alone: merged once per seed beside the warm-up.
     return shards(round_dir(w.experiment, w.seed, int(w.round) - 1), "regions")
 
@@ -162,7 +195,10 @@ def merge_statistics(w):
         EXPERIMENTS.values() if w.experiment == WARMUP else [experiment(w.experiment)]
     )
     strategies = {e["acquisition"] for e in users if e["regions"] == "adaptive"}
-    return {"features": sorted({f for s in strategies for f in STRATEGIES[s].features})}
+    return {
+        "features": sorted({f for s in strategies for f in STRATEGIES[s].features}),
+        "grid": config["al"]["statistics"],
+    }
 
 
 def sieve_probs(w):
@@ -191,6 +227,12 @@ def answer_settings(w):
     if experiment(w.experiment)["answer"] != "classes":
         return {"answer": "dominant"}
     return {"answer": "classes", **config["annotator"]}
+
+
+def target_settings(w):
+    """targets.overlap for rounds >= 1 (round 0 answers a fresh pool: nothing overlaps, so the key cannot change
+    it and reruns nothing of the shared warm-up)."""
+    return {} if int(w.round) == 0 else {"overlap": config["targets"]["overlap"]}
 
 
 def class_set_training(w):

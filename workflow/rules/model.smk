@@ -76,6 +76,8 @@ rule infer:
     threads: 1
     params:
         stride=config["infer"]["stride"],
+        half_resolution=config["infer"]["half_resolution"],
+        dtype=config["infer"]["dtype"],
         shards=len(SHARDS),
         provenance=provenance,
     script:

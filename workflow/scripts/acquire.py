@@ -15,5 +15,6 @@ with log_to(snakemake.log[0]):
         click_cost=p.click_cost,
         max_per_image=p.max_per_image,
         max_per_class=p.max_per_class,
+        statistics=p.statistics,
         **p.provenance,
     )

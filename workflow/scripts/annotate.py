@@ -22,5 +22,6 @@ with log_to(snakemake.log[0]):
         overshoot=p.overshoot,
         **p.sieving,
         **p.answer,
+        **p.targets,
         **p.provenance,
     )

@@ -9,6 +9,8 @@ with log_to(snakemake.log[0]):
         shard=int(snakemake.wildcards.shard),
         batch_size=snakemake.config["infer"]["batch_size"],
         stride=snakemake.params.stride,
+        half_resolution=snakemake.params.half_resolution,
+        dtype=snakemake.params.dtype,
         threads=snakemake.threads,
         **snakemake.params.provenance,
     )

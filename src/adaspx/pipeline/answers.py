@@ -62,6 +62,7 @@ def annotate(
     answer: str = "dominant",
     trim: int = 5,
     void: str = "class",
+    overlap: str = "latest",
     threads: int | None = None,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
@@ -84,6 +85,12 @@ def annotate(
     answer with a label, as the reference code (never the pixels of a set of several classes); with
     ``freeze_sieve`` only this round's answers are sieved and earlier answers keep their targets from
     ``prev_targets_h5``.
+
+    ``overlap`` (``targets.overlap``): how answers covering the same pixel make its target. ``latest``: the latest
+    answer decides (a void answer voids it; a sieved pixel is ignored), and sieving looks at the pixels whose latest
+    answer is the region. ``painter``: the reference code's painting, answer after answer over whole regions: a void
+    answer paints nothing, a pixel its region's sieve drops keeps what was painted before, and sieving (the knee,
+    the size test) looks at the whole region. ``answers.h5`` then keeps every answer's region (its ``layers``).
     """
     if sieve_method not in annotation.SIEVE_METHODS:
         raise ValueError(
@@ -95,6 +102,12 @@ def annotate(
         raise ValueError(f"answer {answer!r} unknown; expected one of {', '.join(annotation.ANSWERS)}")
     if answer == "classes" and click_cost != "classes":
         raise ValueError("class-set answers are charged one click per class: they need click cost 'classes'")
+    if overlap not in annotation.OVERLAPS:
+        raise ValueError(f"overlap {overlap!r} unknown; expected one of {', '.join(annotation.OVERLAPS)}")
+    painter = overlap == "painter"
+    if painter and (answer == "classes" or freeze_sieve):
+        raise ValueError("painter overlap paints dominant labels, each round re-sieved: not class-set answers or "
+                         "frozen sieving")  # fmt: skip
     if budget is not None and budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
     if sieve and not probs_paths:
@@ -149,6 +162,7 @@ def annotate(
             "budget": budget,
             "overshoot": overshoot,
             "answer": answer,
+            "overlap": overlap,
         }
         if answer == "classes":
             settings.update(trim=trim, void=void)
@@ -172,7 +186,7 @@ def annotate(
         charged_col = "charged" if click_cost == "classes" else "clicks"
         fresh_rows = np.arange(len(previous), len(labels_of_row)) if frozen is not None else None
 
-        def answer_one(image_id: str, amap, amap_rows, rmap, raw_probs, frozen_target):
+        def answer_one(image_id: str, amap, amap_rows, rmap, raw_probs, frozen_target, layers):
             """(answer map and its rows, targets, class-set targets (set map, table) or None, new answer rows,
             per-class counts before and after sieving, class-set pixels and those whose class is in their set)."""
             gt, rows, counts = None, [], np.zeros((2, 2, c), dtype=np.int64)
@@ -206,20 +220,38 @@ def annotate(
                 if len(amap_rows) > np.iinfo(amap.dtype).max:
                     amap = amap.astype(np.uint32)
                 annotation.paint_answers(amap, rmap, rids, np.arange(k + 1, k + 1 + len(rids)), where=where)
+                if painter:  # this round's regions, whole, as one more layer
+                    layer = np.zeros(amap.shape, dtype=amap.dtype)
+                    annotation.paint_answers(layer, rmap, rids, np.arange(k + 1, k + 1 + len(rids)), where=where)
+                    layers = layer[None] if layers is None else np.concatenate([layers.astype(amap.dtype), layer[None]])
                 labels_of_row[first : first + len(rids)] = labels  # this image's rows: no other thread's
                 members_of_row[first : first + len(rids)] = annotation.set_members(sets, c)
                 for rid, lab, npx, clicks, text in zip(rids, labels, pixels, sel[charged_col], texts, strict=True):
                     rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks), text))
             if amap is None:  # never answered: no targets, nothing to count
-                return None, None, None, None, rows, counts, set_count
+                return None, None, None, None, None, rows, counts, set_count
             answered, pixel_rows = answered_pixels(amap, amap_rows)  # every labeled pixel is one of these
+            if painter:
+                gt = ds.label(image_id) if gt is None else gt
+
+                def sieved(pixels, prows):
+                    if raw_probs is None:
+                        return np.zeros(pixels.shape, dtype=bool)
+                    p = probs.decode_at(image_id, raw_probs, amap.shape, pixels)
+                    return annotation.sieve_answered(prows, labels_of_row, p, min_pixels, method=sieve_method,
+                                                     disagree_threshold=disagree_threshold)  # fmt: skip
+
+                unsieved, target = annotation.painted_targets(layers, amap_rows, labels_of_row, sieved)
+                _count(counts[0], unsieved.ravel()[answered], gt.ravel()[answered], c)
+                _count(counts[1], target.ravel()[answered], gt.ravel()[answered], c)
+                return amap, amap_rows, layers, target, None, rows, counts, set_count
             target = annotation.answered_targets(amap.shape, answered, labels_of_row[pixel_rows])
             sets = _set_targets(amap, amap_rows, answered, pixel_rows, members_of_row)
             if sets is not None:
                 gt = ds.label(image_id) if gt is None else gt
                 _count_sets(set_count, sets, gt)
             if not (target.ravel()[answered] != IGNORE_INDEX).any():
-                return amap, amap_rows, target, sets, rows, counts, set_count
+                return amap, amap_rows, layers, target, sets, rows, counts, set_count
             gt = ds.label(image_id) if gt is None else gt
             _count(counts[0], target.ravel()[answered], gt.ravel()[answered], c)
             if raw_probs is not None:
@@ -237,7 +269,7 @@ def annotate(
                     old = answered[pixel_rows < len(previous)]
                     target.ravel()[old] = frozen_target.ravel()[old]
             _count(counts[1], target.ravel()[answered], gt.ravel()[answered], c)
-            return amap, amap_rows, target, sets, rows, counts, set_count
+            return amap, amap_rows, layers, target, sets, rows, counts, set_count
 
         workers = threads or usable_cores()
         rings = [BufferRing(workers) for _ in range(4)]
@@ -250,19 +282,20 @@ def annotate(
                 answered = selected or amap is not None
                 raw = probs.read(image_id, rings[2]) if probs is not None and answered else None
                 old = frozen.get("labels", image_id, rings[3]) if frozen is not None and answered else None
-                yield image_id, amap, amap_rows, rmap, raw, old
+                layers = prev_maps.layers(image_id, amap) if painter and amap is not None else None
+                yield image_id, amap, amap_rows, rmap, raw, old, layers
 
         new_rows: list[tuple] = []
         results = ordered_map(answer_one, inputs(), workers)
         set_counts = np.zeros(2, dtype=np.int64)  # pixels with a class set, and those whose class is in it
-        for image_id, (amap, amap_rows, target, sets, rows, counts, set_count) in zip(
+        for image_id, (amap, amap_rows, layers, target, sets, rows, counts, set_count) in zip(
             _progress(ids, "annotate"), results, strict=True
         ):
             if amap is None:
                 shape = regions.dataset("labels", image_id).shape
                 amap, amap_rows = np.zeros(shape, dtype=np.uint16), np.zeros(0, dtype=np.int64)
                 target = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
-            add_answer_map(wa, image_id, amap, amap_rows)
+            add_answer_map(wa, image_id, amap, amap_rows, layers)
             add_targets(wt, image_id, target, *(sets if sets is not None else (None, None)))
             new_rows.extend(rows)
             set_counts += set_count

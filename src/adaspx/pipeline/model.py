@@ -187,10 +187,17 @@ def infer(
     batch_size: int = 16,
     threads: int | None = None,
     stride: int = 1,
+    half_resolution: bool = False,
+    dtype: str = "float16",
 ) -> None:
     """Softmax probabilities of the pool shard, float16 (C, h, w) per image, written as they come: at the softmax
     temperature the model was trained at (its checkpoint's ``temperature``, 1 but for the class-set loss), recorded
     as the artifact's ``temperature`` attribute.
+
+    ``half_resolution`` (the ``infer.half_resolution`` key) runs the network on half-size images (see
+    :func:`adaspx.training.predict_probs`): the probabilities are stored at stride ``2 * stride``. ``dtype``
+    (``infer.dtype``): ``float16`` halves the bytes (readers renormalise each vector); ``float32`` stores the softmax
+    as computed, as the reference code uses it.
 
     ``stride`` s (the ``infer.stride`` key) stores them at ``h, w = ceil(H/s), ceil(W/s)``, each value the mean
     over the s x s block of pixels (y, x) with (y // s, x // s) equal to its position (see
@@ -204,11 +211,15 @@ def infer(
     _torch_threads(threads)
     net, info = load_checkpoint(model_path)
     temperature = float(info["meta"].get("temperature", 1.0))
+    if dtype not in ("float16", "float32"):
+        raise ValueError(f"infer.dtype must be float16 or float32, got {dtype!r}")
+    stored = 2 * stride if half_resolution else stride
     with ArtifactWriter(
         out,
         SCHEMA_PROBS,
-        stride=stride,
+        stride=stored,
         temperature=temperature,
+        half_resolution=half_resolution,
         classes=manifest["classes"],
         shard=shard,
         shards=shards,
@@ -217,9 +228,11 @@ def infer(
         round=round,
     ) as w:
         images = (ds.image(i) for i in ids)
-        probs_iter = predict_probs(net, images, batch_size=batch_size, stride=stride, temperature=temperature)
+        probs_iter = predict_probs(
+            net, images, batch_size=batch_size, stride=stride, half_resolution=half_resolution, temperature=temperature
+        )
         for image_id, probs in zip(ids, probs_iter, strict=True):
-            w.add("probs", image_id, probs.astype(np.float16))
+            w.add("probs", image_id, probs.astype(dtype))
 
 
 def _torch_threads(threads: int | None) -> None:

@@ -28,6 +28,7 @@ def merge_superpixels(
     max_visited: int | None = None,
     threads: int | None = None,
     features: Sequence[str] = (),
+    grid: str = "labels",
 ) -> None:
     """Adaptive regions of one pool shard, and their statistics for acquisition (``/stats``, ``/image_stats``; see
     :func:`adaspx.acquisition.region_features`; ``features``: the optional ones to add, those that the strategies
@@ -36,13 +37,16 @@ def merge_superpixels(
     statistics computed on the merged map up to float64 rounding, for one kernel pass per image instead of two.
 
     The calling thread reads and writes; ``threads`` workers (default: every usable core) each decode, merge and
-    describe one image at a time, single-threaded, so the result does not depend on their number.
+    describe one image at a time, single-threaded, so the result does not depend on their number. ``grid``
+    (``al.statistics``): where the statistics are taken (:func:`adaspx.acquisition.grid_features`).
     """
     from adaspx.merge import _check_eps, _check_max_visited, region_stats_and_merge
 
     eps = _check_eps(eps)
     features = sorted(features)
     acquisition.feature_columns(features)  # names checked before any work
+    if grid not in acquisition.STATISTICS_GRIDS:
+        raise ValueError(f"statistics grid {grid!r} unknown; expected one of {', '.join(acquisition.STATISTICS_GRIDS)}")
     _check_max_visited(max_visited)
     with (
         Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
@@ -50,7 +54,7 @@ def merge_superpixels(
         ArtifactWriter(
             out,
             SCHEMA_REGIONS,
-            config={"eps": eps, "max_visited": max_visited, "features": features},
+            config={"eps": eps, "max_visited": max_visited, "features": features, "grid": grid},
             eps=eps,
             experiment=experiment,
             seed=seed,
@@ -61,7 +65,7 @@ def merge_superpixels(
         def merge_one(image_id: str, labels: np.ndarray, raw: np.ndarray):
             p = probs.decode(image_id, raw, labels.shape)
             merged, stats = region_stats_and_merge(labels, p, eps, channel_axis=0, max_visited=max_visited, threads=1)
-            columns = acquisition.region_features(merged, p, stats, probs.stride, features, probs.temperature)
+            columns = acquisition.grid_features(merged, p, probs.stride, features, grid, stats, probs.temperature)
             return image_id, merged, len(stats.ids), columns
 
         workers = threads or usable_cores()

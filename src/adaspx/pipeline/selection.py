@@ -48,8 +48,12 @@ def acquire(
     click_cost: str = "region",
     max_per_image: int | None = None,
     max_per_class: float | None = None,
+    statistics: str = "labels",
 ) -> None:
     """Score every candidate region of the pool and write the regions to query under the click budget.
+
+    Region statistics come from the regions artifact (adaptive regions: ``merge_superpixels`` stored them) or are
+    computed here from the probabilities on the ``statistics`` grid (:func:`adaspx.acquisition.grid_features`).
 
     Scores: see :mod:`adaspx.acquisition`; with ``size_exponent`` a they are multiplied by (size / mean size)^a.
     Costs: ``click_cost`` ``region`` (1 per region) or ``classes`` (the number of classes the previous model
@@ -71,13 +75,12 @@ def acquire(
     need_stats = spec.uses_model or click_cost == "classes" or max_per_class is not None
     feature_columns, feature_image_columns = acquisition.feature_columns(spec.features)
     columns = STATS_COLUMNS + feature_columns
-    image_columns = ("class_pixels",) + feature_image_columns
+    image_columns = ("class_pixels", "region_class_pixels") + feature_image_columns
     keys = ("image", "region", "size", "uncertainty", "predicted", "labeled", "classes")
     cols: dict[str, list] = {k: [] for k in keys}
     features: dict[str, list] = {k: [] for k in feature_columns}  # the strategy's own columns, of modelled regions
-    totals: dict[str, np.ndarray] = {"class_pixels": np.zeros(num_classes, dtype=np.int64)}
+    totals = {key: np.zeros(num_classes, dtype=np.int64) for key in ("class_pixels", "region_class_pixels")}
     ids = pool_ids(manifest)
-    from adaspx.merge import region_stats
 
     modelled = False
     with contextlib.ExitStack() as stack:
@@ -97,9 +100,8 @@ def acquire(
             if feats is None and probs is not None:
                 labels = regions.get("labels", image_id)
                 p = probs.get(image_id, labels.shape)
-                stats = region_stats(labels, p, channel_axis=0)
-                feats, per_image = acquisition.region_features(
-                    labels, p, stats, probs.stride, spec.features, probs.temperature
+                feats, per_image = acquisition.grid_features(
+                    labels, p, probs.stride, spec.features, statistics, probs_temperature=probs.temperature
                 )
                 feats.update(per_image)
             modelled = feats is not None  # a model's statistics (none in the warm-up)
@@ -135,6 +137,13 @@ def acquire(
     cand = pd.DataFrame({k: (v if k == "image" else np.concatenate(v)) for k, v in cols.items()})
     extra = {k: np.concatenate(v) for k, v in features.items()}
     pool_predicted = cand["predicted"].to_numpy()  # all pool regions, answered or not
+    pool_uncertainty = cand["uncertainty"].to_numpy()
+    whole = int(acquisition.click_costs(click_cost, len(cand), cand["classes"].to_numpy() if modelled else None).sum())
+    if budget > whole:  # more than every region of the pool, answered or not, costs: the config asks the impossible
+        raise ValueError(
+            f"budget of {budget} clicks exceeds the {whole} clicks of all {len(cand)} regions of the pool "
+            f"({len(ids)} images): lower al.warmup_clicks / al.clicks_per_round, or use more or smaller regions"
+        )
     if exclude_labeled is not None:
         keep = cand["labeled"] < exclude_labeled
         log.info("excluding %d regions already >= %.0f%% labeled", int((~keep).sum()), 100 * exclude_labeled)
@@ -146,6 +155,7 @@ def acquire(
         columns={k: cand[k].to_numpy() for k in ("size", "uncertainty", "predicted", "classes")} | extra,
         totals=totals,
         predicted=pool_predicted,
+        uncertainty=pool_uncertainty,
         n_images=len(ids),
         num_classes=num_classes,
     )

@@ -29,7 +29,8 @@ def base_superpixels(
 
 def oracle_superpixels(manifest_path, out, *, shards: int, shard: int, method: str = "exact", config=None) -> None:
     """Oracle superpixels of one pool shard: ``method`` ``exact`` or ``official`` (see
-    :func:`adaspx.superpixels.oracle_superpixels`)."""
+    :func:`adaspx.superpixels.oracle_superpixels`). ``official`` fills the dataset's own label values, as the
+    reference code does (Cityscapes: the 34 ``labelIds``, :meth:`adaspx.datasets.Dataset.source_label`)."""
     from adaspx.superpixels import ORACLE_METHODS
     from adaspx.superpixels import oracle_superpixels as compute
 
@@ -40,5 +41,6 @@ def oracle_superpixels(manifest_path, out, *, shards: int, shard: int, method: s
     attrs = {"method": "oracle", "oracle": method, "shard": shard, "shards": shards}
     with ArtifactWriter(out, SCHEMA_SUPERPIXELS, config=config, **attrs) as w:
         for image_id in _progress(pool_ids(manifest, shards, shard), "oracle superpixels"):
-            labels = stored_labels(compute(ds.label(image_id), method))
+            gt = ds.source_label(image_id) if method == "official" else ds.label(image_id)
+            labels = stored_labels(compute(gt, method))
             w.add("labels", image_id, labels, regions=int(len(np.unique(labels))))
