@@ -26,7 +26,9 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-RAW_CONFIG = copy.deepcopy(config)  # before the schema fills defaults: what the config files set (fidelity, common.smk)
+RAW_CONFIG = copy.deepcopy(
+    config
+)  # before the schema fills defaults: what the config files set (fidelity, common.smk)
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

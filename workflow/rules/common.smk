@@ -152,7 +152,9 @@ def region_maps(w):
     """The region maps that round w.round selects from: base, oracle, or the experiment's adaptive
     regions merged with the previous round's model."""
     exp = experiment(w.experiment)
-    if exp["regions"] == "oracle":  # in round 0 only the oracle warm-up (al.oracle_warmup) is an oracle experiment
+    if (
+        exp["regions"] == "oracle"
+    ):  # in round 0 only the oracle warm-up (al.oracle_warmup) is an oracle experiment
         return ORACLE_SHARDS
     if int(w.round) == 0 or exp["regions"] == "base":
         return BASE_SHARDS
