@@ -760,30 +760,27 @@ def test_painter_overlap_in_the_stage_against_painting_by_hand(stage, tmp_path):
     answers = pd.read_csv(outs["painter"]["answers.csv"])
     with Probabilities([str(tmp_path / "ramp.h5")]) as probs:
         p = probs.get(ids[0], coarse[ids[0]].shape)
+
     # by hand: every answer in order over its whole region, void painting nothing, sieved pixels keeping what was
     # there (painter); or the latest answer of each pixel, sieved on its own pixels (latest)
+    def kept(inside, label):  # the pixels of a region its knee keeps (regions of at least 5 pixels are sieved)
+        conf = p[label][inside]
+        thr = knee_threshold(conf) if inside.sum() >= 5 else None
+        keep = inside.copy()
+        keep[inside] = conf >= thr if thr is not None else True
+        return keep
+
     painted = np.full(coarse[ids[0]].shape, 255, np.uint8)
     owner = np.full(painted.shape, -1)
     for k, a in answers.iterrows():
         inside = (maps if a["round"] == 1 else coarse)[ids[0]] == a["region"]
         owner[inside] = k
-        if a["label"] == 255:
-            continue
-        conf = p[a["label"]][inside]
-        thr = knee_threshold(conf) if inside.sum() >= 5 else None
-        keep = inside.copy()
-        keep[inside] = conf >= thr if thr is not None else True
-        painted[keep] = a["label"]
+        if a["label"] != 255:
+            painted[kept(inside, a["label"])] = a["label"]
     latest = np.full(painted.shape, 255, np.uint8)
     for k, a in answers.iterrows():
-        inside = owner == k
-        if a["label"] == 255 or not inside.any():
-            continue
-        conf = p[a["label"]][inside]
-        thr = knee_threshold(conf) if inside.sum() >= 5 else None
-        keep = inside.copy()
-        keep[inside] = conf >= thr if thr is not None else True
-        latest[keep] = a["label"]
+        if a["label"] != 255 and (owner == k).any():
+            latest[kept(owner == k, a["label"])] = a["label"]
     assert (painted != latest).any()  # the two rules differ on this image
     with Artifact(outs["painter"]["targets.h5"]) as t:
         np.testing.assert_array_equal(t.get("labels", ids[0]), painted)

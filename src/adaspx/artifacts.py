@@ -75,19 +75,18 @@ class Probabilities:
 
     def __init__(self, paths: Sequence[str]) -> None:
         self._files = MultiArtifact(paths, SCHEMA_PROBS)
-        strides = {int(part.attrs.get("stride", 1)) for part in self._files.parts}
-        if len(strides) > 1:
-            names = ", ".join(str(part.path) for part in self._files.parts)
-            self._files.close()
-            raise ArtifactError(f"{names}: shards stored at different strides {sorted(strides)}")
-        self.stride = strides.pop() if strides else 1
-        temperatures = {float(part.attrs.get("temperature", 1.0)) for part in self._files.parts}
-        if len(temperatures) > 1:
-            names = ", ".join(str(part.path) for part in self._files.parts)
-            self._files.close()
-            raise ArtifactError(f"{names}: shards at different softmax temperatures {sorted(temperatures)}")
-        self.temperature = temperatures.pop() if temperatures else 1.0
+        self.stride = int(self._shared("stride", 1, "stored at different strides"))
+        self.temperature = float(self._shared("temperature", 1.0, "at different softmax temperatures"))
         """The softmax temperature of the model that wrote them: the stored vectors are softmax(logits / it)."""
+
+    def _shared(self, attr: str, default, differ: str):
+        """The root attribute ``attr`` every shard has (``default`` where absent); shards that disagree are refused."""
+        values = {part.attrs.get(attr, default) for part in self._files.parts}
+        if len(values) > 1:
+            names = ", ".join(str(part.path) for part in self._files.parts)
+            self._files.close()
+            raise ArtifactError(f"{names}: shards {differ} {sorted(values)}")
+        return values.pop() if values else default
 
     def path(self, image_id: str) -> str:
         """The file holding ``image_id`` (every shard's name when no shard holds it)."""
