@@ -152,8 +152,8 @@ def test_a_full_disk_stops_with_one_line_and_leaves_nothing(tmp_path, monkeypatc
 
 @pytest.fixture
 def small_disk(tmp_path):
-    """A real 1 MiB filesystem (tmpfs) mounted for the test: root can mount one (as CI's machine runs the tests);
-    elsewhere the test is skipped."""
+    """A real 1 MiB filesystem (tmpfs) mounted for the test: root can mount one (CI's machine runs the tests as
+    root); elsewhere the test is skipped."""
     import os
     import subprocess
 
@@ -161,7 +161,9 @@ def small_disk(tmp_path):
         pytest.skip("mounting a small filesystem needs root")
     disk = tmp_path / "disk"
     disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], check=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:  # root without the capability (some containers): the mocked test above remains
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:
         yield disk
     finally:
