@@ -66,6 +66,11 @@ def lookup(small: np.ndarray, flat_pixels: np.ndarray, width: int, stride: int) 
     return small[ys // stride, xs // stride]
 
 
+def _non_finite_vectors(values: np.ndarray) -> int:
+    """How many vectors (along axis 0) of ``values`` hold a NaN or an infinity (their sum is not finite)."""
+    return int((~np.isfinite(values.sum(axis=0))).sum())
+
+
 class Probabilities:
     """The pool's per-pixel class probabilities of one round (all ``probs_shard<k>.h5`` of it), read per image.
 
@@ -112,7 +117,7 @@ class Probabilities:
             self._refuse_non_finite(image_id, _kernel.normalise_half(raw.view(np.uint16), out))
             return out
         if raw.dtype == np.float32:  # stored as computed (infer.dtype: float32): used as it is
-            self._refuse_non_finite(image_id, int((~np.isfinite(raw.sum(axis=0))).sum()))
+            self._refuse_non_finite(image_id, _non_finite_vectors(raw))
             return raw.copy()  # raw may be a reused read buffer
         return self._normalised(image_id, raw.astype(np.float32))
 
@@ -128,7 +133,7 @@ class Probabilities:
             self._refuse_non_finite(image_id, _kernel.non_finite_pixels(raw.view(np.uint16)))
         picked = lookup(raw, flat_pixels, shape[1], self.stride)
         if raw.dtype == np.float32:
-            self._refuse_non_finite(image_id, int((~np.isfinite(raw.sum(axis=0))).sum()))
+            self._refuse_non_finite(image_id, _non_finite_vectors(raw))
             return picked
         return self._normalised(image_id, picked.astype(np.float32))
 
@@ -143,7 +148,7 @@ class Probabilities:
     def _normalised(self, image_id: str, p: np.ndarray) -> np.ndarray:
         """Each vector (along axis 0) divided by its sum, in place; non-finite values are refused."""
         total = p.sum(axis=0, keepdims=True)
-        self._refuse_non_finite(image_id, int((~np.isfinite(total)).sum()))
+        self._refuse_non_finite(image_id, _non_finite_vectors(total))
         p /= total
         return p
 
