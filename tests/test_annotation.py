@@ -396,23 +396,24 @@ def test_knee_disagree_stage_raises_precision(stage, tmp_path):
     assert dis["labeled_pixels"] < knee["labeled_pixels"]
 
 
-def test_frozen_sieving_keeps_earlier_targets(stage, tmp_path):
+@pytest.mark.parametrize("overlap", ["painter", "latest"])
+def test_frozen_sieving_keeps_earlier_targets(stage, tmp_path, overlap):
     import h5py
 
     d, ids = stage
     out1, _ = _annotate(d, tmp_path, _selection(d, ids, 2, 3), round=1, sieve=True, min_pixels=20,
-                        sieve_method="knee_disagree")  # fmt: skip
+                        sieve_method="knee_disagree", overlap=overlap)  # fmt: skip
     prev = (str(out1["answers_csv"]), str(out1["answers_h5"]), str(out1["targets_h5"]))
     # round 2 answers other regions; with a frozen sieve and a disagree threshold nothing reaches, old targets stay
     sel2 = _selection(d, ids, 0, 2)
-    out2, stats = _annotate(d, tmp_path, sel2, round=2, prev=prev, sieve=True, min_pixels=20,
+    out2, stats = _annotate(d, tmp_path, sel2, round=2, prev=prev, sieve=True, min_pixels=20, overlap=overlap,
                             sieve_method="knee_disagree", disagree_threshold=1.0, freeze_sieve=True)  # fmt: skip
     assert stats["sieve_frozen"] is True
     with h5py.File(out1["targets_h5"]) as t1, h5py.File(out2["targets_h5"]) as t2:
         np.testing.assert_array_equal(t1["labels"][ids[2]][()], t2["labels"][ids[2]][()])
     # without freezing, round 2 re-sieves round 1's answers with its own settings: they change
     (tmp_path / "b").mkdir()
-    out3, _ = _annotate(d, tmp_path / "b", sel2, round=2, prev=prev, sieve=True, min_pixels=20,
+    out3, _ = _annotate(d, tmp_path / "b", sel2, round=2, prev=prev, sieve=True, min_pixels=20, overlap=overlap,
                         sieve_method="knee_disagree", disagree_threshold=1.0)  # fmt: skip
     with h5py.File(out1["targets_h5"]) as t1, h5py.File(out3["targets_h5"]) as t3:
         assert (t3["labels"][ids[2]][()] != 255).sum() > (t1["labels"][ids[2]][()] != 255).sum()
@@ -718,6 +719,56 @@ def test_painter_targets_skip_void_answers_and_keep_earlier_labels_under_sieved_
     assert plain[0].tolist() == [2, 2, 5, 5, 5, 5]  # the void answer paints nothing
     assert target[0].tolist() == [2, 2, 5, 2, 5, 5]  # the sieved pixel keeps the earlier label
     assert seen[1] == ([0, 1, 2, 3, 4, 5], [1, 1, 2, 2, 2, 2])  # the sieve sees whole regions
+
+
+def test_painter_with_frozen_sieving_paints_only_the_new_layers_over_the_frozen_targets():
+    from adaspx.annotation import painted_targets
+
+    # 1x6 image; round 1 (row 0, label 2, pixels 0-3) was sieved in its own round to [2, 255, 2, 2] (frozen);
+    # round 2 (row 1, label 5, pixels 3-5) is sieved now, dropping pixel 5; the sieve never sees round 1 again
+    layers = np.array([[[1, 1, 1, 1, 0, 0]], [[0, 0, 0, 2, 2, 2]]], np.uint16)
+    frozen = np.array([[2, 255, 2, 2, 255, 255]], np.uint8)
+    seen = []
+
+    def sieved(pixels, prows):
+        seen.append(prows.tolist())
+        return pixels == 5
+
+    plain, target = painted_targets(layers, np.array([0, 1]), np.array([2, 5]), sieved, (frozen, 1))
+    assert plain[0].tolist() == [2, 2, 2, 5, 5, 5]
+    assert target[0].tolist() == [2, 255, 2, 5, 5, 255]  # pixel 5: sieved, keeps the frozen (no) label
+    assert seen == [[1, 1, 1]]
+
+
+def test_painter_class_set_over_an_earlier_label_keeps_the_label(stage, tmp_path):
+    from adaspx.artifacts import read_target
+    from adaspx.h5io import Artifact
+
+    d, ids = stage
+    # round 1: dominant answers on every region of image 0; round 2: class sets on the same regions
+    every = _selection(d, ids, 0, 100)
+    out1, _ = _annotate(d, tmp_path, every, round=1, sieve=False, click_cost="classes")
+    prev = (str(out1["answers_csv"]), str(out1["answers_h5"]), None)
+    outs = {}
+    for overlap in ("painter", "latest"):
+        sub = tmp_path / overlap
+        sub.mkdir()
+        outs[overlap], _ = _annotate(d, sub, every, round=2, prev=prev, sieve=False, click_cost="classes",
+                                     answer="classes", trim=0, overlap=overlap)  # fmt: skip
+    with Artifact(out1["targets_h5"]) as t:
+        before = t.get("labels", ids[0])
+    with Artifact(outs["painter"]["targets_h5"]) as t:
+        painter = read_target(t, ids[0])
+    with Artifact(outs["latest"]["targets_h5"]) as t:
+        latest = read_target(t, ids[0])
+    assert not isinstance(latest, np.ndarray) and (latest.codes >= 256).any()  # some regions hold several classes
+    # latest: the set replaces the label; painter: the set paints no label, the earlier label stays, and the set
+    # applies only where no label was painted (void-dominant regions of round 1)
+    codes = painter if isinstance(painter, np.ndarray) else painter.codes
+    labeled = before != 255
+    assert (codes[labeled] == before[labeled]).all()
+    in_set = latest.codes >= 256
+    assert ((codes >= 256) == (in_set & ~labeled)).all()
 
 
 def test_painter_overlap_in_the_stage_against_painting_by_hand(stage, tmp_path):

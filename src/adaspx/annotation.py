@@ -348,17 +348,21 @@ OVERLAPS = ("latest", "painter")
 """How answers covering the same pixel make its target: see :func:`adaspx.pipeline.annotate` (``targets.overlap``)."""
 
 
-def painted_targets(layers: np.ndarray, rows: np.ndarray, labels: np.ndarray, sieved) -> tuple[np.ndarray, np.ndarray]:
+def painted_targets(
+    layers: np.ndarray, rows: np.ndarray, labels: np.ndarray, sieved, frozen: tuple[np.ndarray, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) uint8 targets painted as the reference code builds them, without and with sieving.
 
     ``layers`` (L, H, W): each answer's whole region, one layer per round in order, values k >= 1 naming answer row
     ``rows[k - 1]`` (0: none); ``labels``: the label of every answer row. Layer after layer, each answer paints its
-    label over its region, except that a void answer (255) paints nothing and the pixels ``sieved(pixels,
-    pixel_rows)`` drops (a bool mask; it sees the layer's pixels, whole regions) keep what was painted before."""
+    label over its region, except that an answer without a label (void, or a set of several classes, 255) paints
+    nothing and the pixels ``sieved(pixels, pixel_rows)`` drops (a bool mask; it sees the layer's pixels, whole
+    regions) keep what was painted before. ``frozen`` (``sieve.freeze``): ``(targets, n)``, the sieved targets of the
+    first ``n`` layers as their own rounds made them; only the later layers are painted over them, sieved."""
     shape = layers.shape[1:]
     plain = np.full(shape, IGNORE_INDEX, dtype=np.uint8)
-    target = plain.copy()
-    for layer in layers:
+    target, done = (plain.copy(), 0) if frozen is None else (np.array(frozen[0], dtype=np.uint8), frozen[1])
+    for k, layer in enumerate(layers):
         pixels = np.flatnonzero(layer.ravel() != 0)
         if not pixels.size:
             continue
@@ -366,6 +370,8 @@ def painted_targets(layers: np.ndarray, rows: np.ndarray, labels: np.ndarray, si
         lab = np.asarray(labels)[prows]
         paint = lab != IGNORE_INDEX
         plain.ravel()[pixels[paint]] = lab[paint]
+        if k < done:
+            continue
         paint &= ~sieved(pixels, prows)
         target.ravel()[pixels[paint]] = lab[paint]
     return plain, target

@@ -63,18 +63,6 @@ for e in config["experiments"]:
             f"experiments: {e['name']} answers class sets (answer: classes), which cost one click per class: "
             "set al.click_cost: classes, so that every experiment is charged the same way"
         )
-if config["targets"]["overlap"] == "painter":
-    for e in config["experiments"]:
-        if e["answer"] == "classes":
-            raise WorkflowError(
-                f"experiments: {e['name']} answers class sets, which targets.overlap: painter cannot paint "
-                "(it paints dominant labels)"
-            )
-    if config["sieve"]["freeze"]:
-        raise WorkflowError(
-            "sieve.freeze: true keeps each answer's own sieving, which targets.overlap: painter re-sieves "
-            "every round"
-        )
 WEIGHTS = config["model"]["weights"]
 if WEIGHTS not in (None, "torchvision") and not Path(WEIGHTS).is_file():
     raise WorkflowError(

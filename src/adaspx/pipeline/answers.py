@@ -62,7 +62,7 @@ def annotate(
     answer: str = "dominant",
     trim: int = 5,
     void: str = "class",
-    overlap: str = "latest",
+    overlap: str = "painter",
     threads: int | None = None,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
@@ -88,9 +88,12 @@ def annotate(
 
     ``overlap`` (``targets.overlap``): how answers covering the same pixel make its target. ``latest``: the latest
     answer decides (a void answer voids it; a sieved pixel is ignored), and sieving looks at the pixels whose latest
-    answer is the region. ``painter``: the reference code's painting, answer after answer over whole regions: a void
-    answer paints nothing, a pixel its region's sieve drops keeps what was painted before, and sieving (the knee,
-    the size test) looks at the whole region. ``answers.h5`` then keeps every answer's region (its ``layers``).
+    answer is the region. ``painter`` (default): the reference code's painting, answer after answer over whole
+    regions: a void answer paints nothing, a pixel its region's sieve drops keeps what was painted before, and
+    sieving (the knee, the size test) looks at the whole region; a set of several classes paints no label either,
+    and applies where its pixels keep none; with ``freeze_sieve``, the targets of earlier rounds come from
+    ``prev_targets_h5`` and only this round's answers are painted over them. ``answers.h5`` then keeps every
+    answer's region (its ``layers``).
     """
     if sieve_method not in annotation.SIEVE_METHODS:
         raise ValueError(
@@ -105,9 +108,6 @@ def annotate(
     if overlap not in annotation.OVERLAPS:
         raise ValueError(f"overlap {overlap!r} unknown; expected one of {', '.join(annotation.OVERLAPS)}")
     painter = overlap == "painter"
-    if painter and (answer == "classes" or freeze_sieve):
-        raise ValueError("painter overlap paints dominant labels, each round re-sieved: not class-set answers or "
-                         "frozen sieving")  # fmt: skip
     if budget is not None and budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
     if sieve and not probs_paths:
@@ -191,6 +191,7 @@ def annotate(
             per-class counts before and after sieving, class-set pixels and those whose class is in their set)."""
             gt, rows, counts = None, [], np.zeros((2, 2, c), dtype=np.int64)
             set_count = np.zeros(2, dtype=np.int64)
+            earlier = 0 if layers is None else len(layers)  # painter: the layers of earlier rounds
             if image_id in by_image:
                 sel = by_image[image_id]
                 gt = ds.label(image_id)
@@ -231,6 +232,7 @@ def annotate(
             if amap is None:  # never answered: no targets, nothing to count
                 return None, None, None, None, None, rows, counts, set_count
             answered, pixel_rows = answered_pixels(amap, amap_rows)  # every labeled pixel is one of these
+            sets = _set_targets(amap, amap_rows, answered, pixel_rows, members_of_row)
             if painter:
                 gt = ds.label(image_id) if gt is None else gt
 
@@ -241,15 +243,20 @@ def annotate(
                     return annotation.sieve_answered(prows, labels_of_row, p, min_pixels, method=sieve_method,
                                                      disagree_threshold=disagree_threshold)  # fmt: skip
 
-                unsieved, target = annotation.painted_targets(layers, amap_rows, labels_of_row, sieved)
+                frozen_layers = (frozen_target, earlier) if frozen_target is not None else None
+                unsieved, target = annotation.painted_targets(layers, amap_rows, labels_of_row, sieved, frozen_layers)
+                if sets is not None:  # a set paints no label: where an earlier answer painted one, it stays
+                    sets[0][target != IGNORE_INDEX] = 0
+                    sets = sets if sets[0].any() else None
+                    if sets is not None:
+                        _count_sets(set_count, sets, gt)
                 _count(counts[0], unsieved.ravel()[answered], gt.ravel()[answered], c)
                 _count(counts[1], target.ravel()[answered], gt.ravel()[answered], c)
-                return amap, amap_rows, layers, target, None, rows, counts, set_count
-            target = annotation.answered_targets(amap.shape, answered, labels_of_row[pixel_rows])
-            sets = _set_targets(amap, amap_rows, answered, pixel_rows, members_of_row)
+                return amap, amap_rows, layers, target, sets, rows, counts, set_count
             if sets is not None:
                 gt = ds.label(image_id) if gt is None else gt
                 _count_sets(set_count, sets, gt)
+            target = annotation.answered_targets(amap.shape, answered, labels_of_row[pixel_rows])
             if not (target.ravel()[answered] != IGNORE_INDEX).any():
                 return amap, amap_rows, layers, target, sets, rows, counts, set_count
             gt = ds.label(image_id) if gt is None else gt
