@@ -156,6 +156,7 @@ def main() -> None:
     t_many = best_of(lambda: list(merge.merge_many(images, EPS)), max(1, r // 3)) / len(images)
     chw = np.ascontiguousarray(np.moveaxis(probs, -1, 0))
     t_merge_chw = best_of(lambda: merge.adaptive_merge(labels, chw, EPS, channel_axis=0), r)
+    t_official = best_of(lambda: merge.adaptive_merge(labels, probs, EPS, loop="official"), 1)
 
     print()
     print(f"np.sum(probs)                   {t_sum * 1e3:8.1f} ms")
@@ -163,6 +164,7 @@ def main() -> None:
     print(f"adaptive_merge                  {t_merge * 1e3:8.1f} ms   {t_merge / t_sum:5.2f} x np.sum (target <= 3)")
     print(f"region_stats_and_merge          {t_both * 1e3:8.1f} ms   {t_both / t_sum:5.2f} x np.sum")
     print(f"adaptive_merge, (C, H, W) probs {t_merge_chw * 1e3:8.1f} ms   {t_merge_chw / t_sum:5.2f} x np.sum")
+    print(f"adaptive_merge, loop=official   {t_official * 1e3:8.1f} ms   {t_official / t_merge:5.1f} x the kernel")
     print(
         f"merge_many (4 images)           {t_many * 1e3:8.1f} ms per image, one image per thread"
         f"   {t_many / t_sum:5.2f} x np.sum"

@@ -67,6 +67,11 @@ COUNTERPARTS = {
         (merge.region_stats_and_merge, "max_visited"),
         (merge.merge_many, "max_visited"),
     ],
+    "merge.loop": [
+        (pipeline.merge_superpixels, "loop"),
+        (merge.adaptive_merge, "loop"),
+        (merge.region_stats_and_merge, "loop"),
+    ],
     "sieve.min_pixels": [(pipeline.annotate, "min_pixels")],
     "sieve.method": [
         (pipeline.annotate, "sieve_method"),

@@ -31,6 +31,8 @@ OFFICIAL: dict[str, Any] = {
     "superpixels.oracle": "official",
     # SEEDS as the reference calls it: HSV with hue in degrees, single-pixel level-0 blocks
     "superpixels.seeds.preset": "official",
+    # the reference's merge loop: float32 means and distances (NaN never merges), its order, its cap's overshoot
+    "merge.loop": "official",
     # answers painted over earlier ones: void answers and sieved pixels leave what was painted before
     "targets.overlap": "painter",
 }

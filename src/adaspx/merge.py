@@ -30,12 +30,13 @@ not-yet-absorbed region reachable from it through not-yet-absorbed regions w wit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-from adaspx import compiled
+from adaspx import compiled, official_merge
 from adaspx.parallel import ordered_map, usable_cores
 
 _kernel = compiled("_merge")  # src/adaspx/_merge.pyx with the C of src/adaspx/_merge_kernels.h
@@ -295,12 +296,29 @@ def _threads(threads) -> int:
     return int(threads)
 
 
-def _merge_one(labels, probs, eps, channel_axis, max_visited, threads, with_stats):
+def _check_loop(loop) -> str:
+    if loop not in official_merge.LOOPS:
+        raise ValueError(f"merge loop {loop!r} unknown; expected one of {', '.join(official_merge.LOOPS)}")
+    return loop
+
+
+def _official_targets(inp: _Inputs, eps: float, max_visited) -> np.ndarray:
+    """:func:`_merge_targets` by the reference's own loop (:mod:`adaspx.official_merge`)."""
+    index, n = official_merge.dense_index(inp.labels)  # the order of the ids present, as ``_Raw.ids``
+    axis = 0 if inp.chw else -1
+    means, uncertainty = official_merge.float32_region_features(index, n, inp.probs, inp.stride, axis)
+    neighbours = official_merge.neighbour_lists(index, n)
+    cap = math.inf if max_visited is None else max_visited
+    return official_merge.official_targets(means, uncertainty, neighbours, eps, cap)
+
+
+def _merge_one(labels, probs, eps, channel_axis, max_visited, threads, with_stats, loop="kernel"):
     eps = _check_eps(eps)
     cap = _check_max_visited(max_visited)
+    _check_loop(loop)
     inp = _prepare(labels, probs, channel_axis)
-    raw = _compute_raw(inp, threads, want_pairs=True)
-    target = _merge_targets(raw, eps, cap)
+    raw = _compute_raw(inp, threads, want_pairs=loop == "kernel")
+    target = _merge_targets(raw, eps, cap) if loop == "kernel" else _official_targets(inp, eps, max_visited)
     merged = _write_map(inp, raw, target, threads)
     if with_stats == "exact":  # a second pass over the probabilities, summing in raster order
         return merged, _compute_raw(_Inputs(merged, inp.probs, inp.chw, inp.stride, inp.n_classes), threads).stats()
@@ -340,7 +358,7 @@ def region_stats(labels, probs, *, channel_axis=-1, threads=1) -> RegionStats:
     return _compute_raw(inp, _threads(threads)).stats()
 
 
-def adaptive_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None) -> np.ndarray:
+def adaptive_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None, loop="kernel") -> np.ndarray:
     """Merge base superpixels into adaptive superpixels (seeded Jensen-Shannon merge).
 
     Seeds are visited in descending mean uncertainty u (mean p_(2)/p_(1)), ties by ascending id. A seed that has
@@ -364,6 +382,9 @@ def adaptive_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None)
             visited, even in the middle of a seed's search, and every region not visited by then keeps its own
             id. Within one seed's search, regions are absorbed in breadth-first order (FIFO queue; a region's
             neighbours in ascending id order). ``None`` (default): no cap. ``0``: nothing is merged.
+        loop: ``"kernel"`` (default), the compiled merge described here; ``"official"``, the reference code's own
+            loop, float32 NaN distances, depth-first order and the cap's overshoot included
+            (:mod:`adaspx.official_merge`; ``merge.loop``).
 
     Returns:
         The merged label map, same shape and dtype as ``labels``; every merged region carries its seed's id.
@@ -376,19 +397,22 @@ def adaptive_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None)
     Raises:
         ValueError: as :func:`region_stats`, and for a non-positive ``eps`` or a negative ``max_visited``.
     """
-    return _merge_one(labels, probs, eps, channel_axis, max_visited, 0, False)
+    return _merge_one(labels, probs, eps, channel_axis, max_visited, 0, False, loop)
 
 
-def region_stats_and_merge(labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None, exact=False, threads=None):
+def region_stats_and_merge(
+    labels, probs, eps=0.1, *, channel_axis=-1, max_visited=None, exact=False, threads=None, loop="kernel"
+):
     """:func:`adaptive_merge` plus the :class:`RegionStats` of the merged regions, in one pass over ``probs``.
 
     The merged regions' statistics are aggregated from the base regions' sums (counts, probability sums,
     p_(2)/p_(1) sums, argmax histograms), so they equal :func:`region_stats` on the merged map up to float
     rounding; with ``exact``, a second pass over ``probs`` computes them as :func:`region_stats` does, bit for bit.
     ``threads``: OpenMP threads of the kernel (None: ``OMP_NUM_THREADS`` or every core; 1 gives bit-identical
-    results on any machine). Returns ``(merged_labels, merged_stats)``.
+    results on any machine). ``loop``: as :func:`adaptive_merge`. Returns ``(merged_labels, merged_stats)``.
     """
-    return _merge_one(labels, probs, eps, channel_axis, max_visited, _threads(threads), "exact" if exact else True)
+    stats = "exact" if exact else True
+    return _merge_one(labels, probs, eps, channel_axis, max_visited, _threads(threads), stats, loop)
 
 
 def merge_many(

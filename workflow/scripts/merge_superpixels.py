@@ -7,6 +7,7 @@ with log_to(snakemake.log[0]):
         snakemake.output.regions,
         eps=snakemake.params.merge["eps"],
         max_visited=snakemake.params.merge["max_visited"],
+        loop=snakemake.params.merge["loop"],
         threads=snakemake.threads,
         **snakemake.params.statistics,
         **snakemake.params.provenance,

@@ -26,6 +26,7 @@ def merge_superpixels(
     seed: int,
     round: int,
     max_visited: int | None = None,
+    loop: str = "kernel",
     threads: int | None = None,
     features: Sequence[str] = (),
     grid: str = "labels",
@@ -40,7 +41,7 @@ def merge_superpixels(
     describe one image at a time, single-threaded, so the result does not depend on their number. ``grid``
     (``al.statistics``): where the statistics are taken (:func:`adaspx.acquisition.grid_features`).
     """
-    from adaspx.merge import _check_eps, _check_max_visited, region_stats_and_merge
+    from adaspx.merge import _check_eps, _check_loop, _check_max_visited, region_stats_and_merge
 
     eps = _check_eps(eps)
     features = sorted(features)
@@ -48,13 +49,14 @@ def merge_superpixels(
     if grid not in acquisition.STATISTICS_GRIDS:
         raise ValueError(f"statistics grid {grid!r} unknown; expected one of {', '.join(acquisition.STATISTICS_GRIDS)}")
     _check_max_visited(max_visited)
+    _check_loop(loop)
     with (
         Artifact(base_path, SCHEMA_SUPERPIXELS) as base,
         Probabilities([probs_path]) as probs,
         ArtifactWriter(
             out,
             SCHEMA_REGIONS,
-            config={"eps": eps, "max_visited": max_visited, "features": features, "grid": grid},
+            config={"eps": eps, "max_visited": max_visited, "loop": loop, "features": features, "grid": grid},
             eps=eps,
             experiment=experiment,
             seed=seed,
@@ -64,7 +66,9 @@ def merge_superpixels(
 
         def merge_one(image_id: str, labels: np.ndarray, raw: np.ndarray):
             p = probs.decode(image_id, raw, labels.shape)
-            merged, stats = region_stats_and_merge(labels, p, eps, channel_axis=0, max_visited=max_visited, threads=1)
+            merged, stats = region_stats_and_merge(
+                labels, p, eps, channel_axis=0, max_visited=max_visited, threads=1, loop=loop
+            )
             columns = acquisition.grid_features(merged, p, probs.stride, features, grid, stats, probs.temperature)
             return image_id, merged, len(stats.ids), columns
 
