@@ -93,6 +93,8 @@ class Dataset(Sequence[Item]):
     split: str
     ids: list[str]
     classes: tuple[str, ...]
+    colors: list | None = None
+    """RGB display colour per class (``[r, g, b]`` in 0..255), where the dataset has a palette; None otherwise."""
 
     @property
     def num_classes(self) -> int:
@@ -206,6 +208,14 @@ def _cityscapes_classes() -> tuple[str, ...]:
     return tuple(names[k] for k in sorted(names))
 
 
+def _cityscapes_colors() -> list[list[int]]:
+    """The official display colour of each train id, from cityscapesscripts' label table."""
+    from cityscapesscripts.helpers.labels import labels
+
+    colors = {lab.trainId: list(lab.color) for lab in labels if 0 <= lab.trainId < 255}
+    return [colors[k] for k in sorted(colors)]
+
+
 class CityscapesDataset(Dataset):
     """Cityscapes fine annotations, 19 train classes; an optional list file (one id per line) restricts the split."""
 
@@ -216,6 +226,7 @@ class CityscapesDataset(Dataset):
         if not image_dir.is_dir():
             raise DatasetError(f"{image_dir}: Cityscapes image folder not found (expected leftImg8bit/<split>/<city>)")
         self.classes = _cityscapes_classes()
+        self.colors = _cityscapes_colors()
         self._lut, self._known = _cityscapes_lut()
         self._city: dict[str, str] = {}
         for path in sorted(image_dir.glob("*/*_leftImg8bit.png")):
@@ -263,6 +274,19 @@ VOC_CLASSES = (
 )  # fmt: skip
 
 
+def voc_colors(n: int = len(VOC_CLASSES)) -> list[list[int]]:
+    """The VOC palette's first ``n`` colours (the devkit's bit interleaving of the class index)."""
+    colors = []
+    for k in range(n):
+        rgb, c = [0, 0, 0], k
+        for shift in range(7, -1, -1):
+            for channel in range(3):
+                rgb[channel] |= ((c >> channel) & 1) << shift
+            c >>= 3
+        colors.append(rgb)
+    return colors
+
+
 class VOCDataset(Dataset):
     """PASCAL VOC 2012 segmentation, 21 classes; palette PNGs are decoded by palette index, not by colour."""
 
@@ -275,6 +299,7 @@ class VOCDataset(Dataset):
         if not self.base.is_dir():
             raise DatasetError(f"{self.base}: VOC2012 folder not found under the dataset root")
         self.classes = VOC_CLASSES
+        self.colors = voc_colors()
         list_file = self.base / "ImageSets" / "Segmentation" / f"{split}.txt"
         self._set_ids(_read_list(list_file), list_file)
 
