@@ -1,4 +1,5 @@
-"""Command line: ``adaspx inspect PATH.h5`` prints an artifact's tree."""
+"""Command line: ``adaspx inspect PATH.h5`` prints an artifact's tree; ``adaspx show PATH --image ID`` draws an
+artifact, or a round folder, for one image over the image."""
 
 from __future__ import annotations
 
@@ -16,7 +17,16 @@ def main(argv: list[str] | None = None) -> int:
     p_inspect = sub.add_parser("inspect", help="print an HDF5 artifact's attributes, groups and datasets")
     p_inspect.add_argument("path", help="an .h5 artifact written by the workflow")
     p_inspect.add_argument("--limit", type=int, default=10, help="datasets shown per group (default 10; 0 shows all)")
+    p_show = sub.add_parser("show", help="draw an HDF5 artifact, or a round folder's panel, over one image")
+    p_show.add_argument("path", help="an .h5 artifact, or a round folder (results/<dataset>/<exp>/seed<s>/round<r>)")
+    p_show.add_argument("--image", required=True, help="the pool image id")
+    p_show.add_argument("-o", "--output", help="PNG to write (default: <artifact stem>_<image>.png here)")
+    p_show.add_argument("--view", choices=("argmax", "uncertainty"), default="argmax",
+                        help="probabilities: class of highest probability, or p(2)/p(1) (default argmax)")  # fmt: skip
     args = parser.parse_args(argv)
+
+    if args.command == "show":
+        return show(args)
 
     if args.command == "inspect":
         import h5py
@@ -38,6 +48,20 @@ def main(argv: list[str] | None = None) -> int:
                 reason = " ".join(str(err).split())
                 print(f"adaspx inspect: {args.path}: unreadable HDF5 file ({reason})", file=sys.stderr)
             return 2
+    return 0
+
+
+def show(args) -> int:
+    """``adaspx show``: write the picture and print its path, or one line on stderr and exit status 2."""
+    from adaspx.datasets import DatasetError
+    from adaspx.h5io import ArtifactError
+    from adaspx.show import ShowError, render
+
+    try:
+        print(render(args.path, args.image, args.output, args.view))
+    except (ShowError, ArtifactError, DatasetError) as err:
+        print(f"adaspx show: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
     return 0
 
 
