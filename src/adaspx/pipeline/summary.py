@@ -9,6 +9,7 @@ from typing import Any
 
 import pandas as pd
 
+from adaspx.comparisons import compare
 from adaspx.h5io import temporary_name, write_csv
 
 SUMMARY_COLUMNS = [
@@ -37,9 +38,12 @@ SUMMARY_CLASS_COLUMNS = [
 ]
 
 
-def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png, per_class_csv=None) -> pd.DataFrame:
+def summarize(
+    entries: Sequence[Mapping[str, Any]], summary_csv, curves_png, per_class_csv=None, comparisons_csv=None
+) -> pd.DataFrame:
     """One row per (experiment, seed, round) from each round's metrics.json and annotation_stats.json; with
-    ``per_class_csv``, also one row per class of each (label statistics and IoU on val)."""
+    ``per_class_csv``, also one row per class of each (label statistics and IoU on val); with
+    ``comparisons_csv``, the paired comparisons of every two experiments (:func:`adaspx.comparisons.compare`)."""
     rows, class_rows = [], []
     for e in entries:
         metrics = json.loads(Path(e["metrics"]).read_text())
@@ -82,6 +86,9 @@ def summarize(entries: Sequence[Mapping[str, Any]], summary_csv, curves_png, per
     if per_class_csv is not None:
         per_class = pd.DataFrame(class_rows).sort_values(["experiment", "seed", "round", "k"])
         write_csv(per_class_csv, per_class.reindex(columns=SUMMARY_CLASS_COLUMNS))
+    if comparisons_csv is not None:
+        order = list(dict.fromkeys(e["experiment"] for e in entries))  # the config's order
+        write_csv(comparisons_csv, compare(frame, order))
     plot_learning_curves(frame, curves_png)
     return frame
 
