@@ -13,7 +13,8 @@
 #   <experiment>/seed<s>/round<r>/                   rounds r >= 1: the same files, round r's
 #   <...>/round<r>/benchmarks/<rule>.tsv             runtime and peak memory of every job
 #   benchmarks/<rule>.tsv                            the same for the dataset-level jobs
-#   summary.csv summary_per_class.csv learning_curves.png
+#   summary.csv summary_per_class.csv comparisons.csv learning_curves.png usage.csv usage.png
+#   gallery/<experiment>/seed<s>/round<r>_<image>.png  a few pool images of every round (report.gallery_images)
 
 
 import copy
@@ -34,11 +35,15 @@ RAW_CONFIG = copy.deepcopy(
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # Cheap bookkeeping jobs run on the submitting node, never queued on a cluster (synthesize_dataset too: it says so
 # itself, as it exists only for the synthetic dataset).
 localrules:
     all,
     summarize,
+    usage,
     prepare_dataset,
 
 
@@ -50,6 +55,7 @@ include: "workflow/rules/merge.smk"
 include: "workflow/rules/acquire.smk"
 include: "workflow/rules/annotate.smk"
 include: "workflow/rules/summarize.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -58,3 +64,5 @@ rule all:
         f"{RESULTS}/summary.csv",
         f"{RESULTS}/summary_per_class.csv",
         f"{RESULTS}/learning_curves.png",
+        f"{RESULTS}/comparisons.csv",
+        report_outputs(),

@@ -276,6 +276,22 @@ def summary_entries():
     return entries
 
 
+def gallery_rounds(w):
+    """Every round of an experiment and seed, by its targets.h5 (the last file a round's annotate writes)."""
+    return [
+        f"{round_dir(w.experiment, w.seed, r)}/targets.h5" for r in range(ROUNDS + 1)
+    ]
+
+
+def report_outputs():
+    """The targets of "all" besides the summary: resource usage and, unless report.gallery_images is 0, the
+    gallery of every experiment and seed."""
+    out = [f"{RESULTS}/usage.csv", f"{RESULTS}/usage.png"]
+    if config["report"]["gallery_images"]:
+        out += [f"{RESULTS}/gallery/{e}/seed{s}" for e in EXPERIMENTS for s in SEEDS]
+    return out
+
+
 def frozen_targets(w):
     """With sieve.freeze, the previous round's targets: earlier answers keep the sieving of their own round."""
     sieving = experiment(w.experiment)["sieve"]
