@@ -20,7 +20,8 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/snakemake --cores $(CORES)
 
-test: install
+# CI runs `make test`: the lints (ruff, snakefmt --check, snakemake --lint) first, then the suite
+test: lint
 	$(BIN)/python -m pytest -q
 
 lint: install
