@@ -65,4 +65,6 @@ rule all:
         f"{RESULTS}/summary_per_class.csv",
         f"{RESULTS}/learning_curves.png",
         f"{RESULTS}/comparisons.csv",
-        report_outputs(),
+        f"{RESULTS}/usage.csv",
+        f"{RESULTS}/usage.png",
+        gallery_dirs(),

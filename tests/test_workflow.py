@@ -153,6 +153,8 @@ def test_changing_merge_eps_reruns_only_merge_and_downstream(tiny_run):
         "evaluate",
         "infer",
         "summarize",
+        "usage",
+        "gallery",
         "all",
     }
     assert planned["train"] == 2  # rounds 1 and 2 of the adaptive experiment; the shared warm-up stays
@@ -373,7 +375,7 @@ def test_every_job_writes_its_benchmark(tiny_run):
     # runtime and peak memory of every job are on disk, beside the job's outputs
     found = {re.sub(r"_shard\d+$", "", p.stem) for p in (tiny_run / R).rglob("benchmarks/*.tsv")}
     ran = {"synthesize_dataset", "prepare_dataset", "base_superpixels", "oracle_superpixels", "train", "evaluate",
-           "infer", "merge_superpixels", "acquire", "annotate", "summarize"}  # fmt: skip
+           "infer", "merge_superpixels", "acquire", "annotate", "summarize", "usage", "gallery"}  # fmt: skip
     assert found == ran
     table = pd.read_csv(next((tiny_run / R).rglob("benchmarks/annotate.tsv")), sep="\t")
     assert {"s", "max_rss"} <= set(table.columns)

@@ -283,13 +283,11 @@ def gallery_rounds(w):
     ]
 
 
-def report_outputs():
-    """The targets of "all" besides the summary: resource usage and, unless report.gallery_images is 0, the
-    gallery of every experiment and seed."""
-    out = [f"{RESULTS}/usage.csv", f"{RESULTS}/usage.png"]
-    if config["report"]["gallery_images"]:
-        out += [f"{RESULTS}/gallery/{e}/seed{s}" for e in EXPERIMENTS for s in SEEDS]
-    return out
+def gallery_dirs():
+    """The gallery folder of every experiment and seed; none when report.gallery_images is 0."""
+    if not config["report"]["gallery_images"]:
+        return []
+    return [f"{RESULTS}/gallery/{e}/seed{s}" for e in EXPERIMENTS for s in SEEDS]
 
 
 def frozen_targets(w):

@@ -4,8 +4,9 @@
 
 rule usage:
     input:
-        # every job's benchmark file is written once summarize may run: the rule reads them all from the results
+        # every other job's benchmark file is written once these exist: the rule reads them all from the results
         summary=f"{RESULTS}/summary.csv",
+        gallery=gallery_dirs(),
     output:
         table=report(
             f"{RESULTS}/usage.csv",
@@ -19,6 +20,9 @@ rule usage:
         ),
     log:
         f"{LOGS}/usage.log",
+    benchmark:
+        # read by the next run's usage job (this one's is written when it ends)
+        f"{RESULTS}/benchmarks/usage.tsv"
     conda:
         CONDA_ENV
     params:
