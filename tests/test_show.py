@@ -368,3 +368,19 @@ def test_gallery_images_are_a_deterministic_sorted_subset():
     assert show.gallery_images(ids, 6, seed=2) != picked
     assert show.gallery_images(ids[:4], 6, seed=1) == ids[:4]
     assert show.gallery_images(ids, 0, seed=1) == []
+
+
+def test_an_image_nobody_answered_has_no_dropped_pixels():
+    nothing = show.dropped_pixels(np.zeros((3, 4), np.uint16), np.zeros(0, np.int64), [], np.full((3, 4), 255))
+    assert nothing.shape == (3, 4) and not nothing.any()
+
+
+def test_gallery_stage_draws_every_round_of_every_chosen_image(run, tmp_path):
+    from adaspx.pipeline.gallery import gallery
+
+    d, ids = run
+    rounds = [d / "warmup" / "seed0" / "round0", d / "cb" / "seed0" / "round1"]
+    gallery(d / "manifest.json", [str(r) for r in rounds], tmp_path / "g", images=len(ids))
+    names = sorted(p.name for p in (tmp_path / "g").iterdir())
+    assert names == sorted(f"round{r}_{i}.png" for r in (0, 1) for i in ids)
+    assert not (tmp_path / ".g.partial").exists()

@@ -301,6 +301,8 @@ def paint_target(rgb, codes: np.ndarray, table: np.ndarray | None, colors: np.nd
 
 def dropped_pixels(answer_map, rows, members, codes) -> np.ndarray:
     """Pixels answered with at least one class that have no training target: those the sieve dropped."""
+    if not len(rows):  # an image nobody has answered yet
+        return np.zeros(answer_map.shape, dtype=bool)
     classed = np.array([len(m) > 0 for m in members] + [False])
     row_of = np.where(answer_map != 0, np.asarray(rows, dtype=np.int64)[np.maximum(answer_map, 1) - 1], -1)
     return classed[row_of] & (codes == IGNORE_INDEX)
