@@ -12,6 +12,7 @@ import yaml
 
 from adaspx import annotation, merge, pipeline, superpixels, synthetic, training
 from adaspx.models import build_model
+from adaspx.pipeline.gallery import gallery as pipeline_gallery
 
 SCHEMA = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -67,6 +68,7 @@ COUNTERPARTS = {
         (merge.region_stats_and_merge, "max_visited"),
         (merge.merge_many, "max_visited"),
     ],
+    "report.gallery_images": [(pipeline_gallery, "images")],
     "merge.loop": [
         (pipeline.merge_superpixels, "loop"),
         (merge.adaptive_merge, "loop"),

@@ -16,7 +16,8 @@ def expected_jobs(config: dict) -> dict[str, int]:
     """The jobs a fresh run of ``config`` plans, counted from the config alone.
 
     Every seed has one warm-up round (round 0, shared by the experiments) and every experiment rounds 1..R of it,
-    each round acquiring, annotating, training and evaluating once. The probabilities of a round (one inference
+    each round acquiring, annotating, training and evaluating once; the report adds one gallery job per experiment
+    and seed and one usage job. The probabilities of a round (one inference
     per pool shard) are needed only by the next round: to merge adaptive regions, to score base or oracle regions
     with a model-based acquisition (random too, with class costs or quotas), or to sieve; so the last round infers
     nothing. Adaptive regions of a round are merged per shard from that round's probabilities; round 0's once per
@@ -47,6 +48,9 @@ def expected_jobs(config: dict) -> dict[str, int]:
         "infer": inferring * shards,
         "merge_superpixels": merging * shards,
         "summarize": 1,
+        "usage": 1,
+        # one picture folder per experiment and seed, unless report.gallery_images is 0
+        "gallery": len(experiments) * seeds if config.get("report", {}).get("gallery_images", 2) else 0,
         "all": 1,
     }
     return {rule: n for rule, n in jobs.items() if n}
