@@ -327,6 +327,20 @@ def write_csv(path: str | os.PathLike, frame) -> None:
     atomic_write_text(path, csv_text(frame))
 
 
+def write_figure(path: str | os.PathLike, fig, **savefig: Any) -> Path:
+    """Save a matplotlib figure under a temporary name and rename it into place; the format follows the suffix
+    (PNG without one). ``savefig``: further arguments of ``Figure.savefig`` (``dpi``). The caller closes it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_name(path)
+    try:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", **savefig)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
 def _json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()

@@ -39,7 +39,7 @@ from adaspx.artifacts import (
     read_answers,
     read_target,
 )
-from adaspx.h5io import Artifact, MultiArtifact, temporary_name
+from adaspx.h5io import Artifact, MultiArtifact, write_figure
 
 IMAGE_GROUPS = {
     SCHEMA_SUPERPIXELS: "labels",
@@ -376,16 +376,8 @@ def draw(panels: Sequence[Panel], scale: Scale, columns: int, legend) -> object:
 
 
 def save(fig, out_path: str | os.PathLike) -> Path:
-    """Write the figure as a PNG under a temporary name, renamed into place when complete."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(out)
-    try:
-        fig.savefig(tmp, dpi=DPI, format="png")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    """Write the figure (a PNG for a ``.png`` path) under a temporary name, renamed into place when complete."""
+    return write_figure(out_path, fig, dpi=DPI)
 
 
 # ---------------------------------------------------------------------------------------- one artifact

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from adaspx.comparisons import compare
-from adaspx.h5io import temporary_name, write_csv
+from adaspx.h5io import write_csv, write_figure
 
 SUMMARY_COLUMNS = [
     "experiment",
@@ -120,8 +120,5 @@ def plot_learning_curves(frame: pd.DataFrame, out) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(Path(out))
-    fig.savefig(tmp, format=Path(out).suffix.lstrip(".") or "png")
+    write_figure(out, fig)
     plt.close(fig)
-    tmp.replace(out)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from adaspx.h5io import temporary_name, write_csv
+from adaspx.h5io import write_csv, write_figure
 
 USAGE_COLUMNS = ["rule", "jobs", "seconds_total", "seconds_max", "max_rss_mb", "cpu_seconds_total"]
 """``usage.csv``: one row per rule, jobs in descending total runtime."""
@@ -72,11 +72,8 @@ def plot_usage(table: pd.DataFrame, out) -> None:
         ax.grid(axis="x", alpha=0.3)
     fig.suptitle("Resources per rule (jobs in brackets)")
     fig.tight_layout()
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_name(Path(out))
-    fig.savefig(tmp, format="png")
+    write_figure(out, fig)
     plt.close(fig)
-    tmp.replace(out)
 
 
 def usage(results_dir, usage_csv, usage_png) -> pd.DataFrame:
