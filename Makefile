@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= all
+# Label Studio and label-studio-sdk live in their own environment (requirements/label-studio.txt says why)
+LS_VENV ?= .venv-label-studio
 
-.PHONY: install demo test lint clean
+.PHONY: install label-studio demo test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +19,20 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml setup.py $(wildcard src/adaspx/
 
 install: $(VENV)/.installed
 
+$(LS_VENV)/.installed: requirements/label-studio.txt
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet -r requirements/label-studio.txt
+	touch $@
+
+label-studio: $(LS_VENV)/.installed
+
 demo: install
 	$(BIN)/snakemake --cores $(CORES)
 
-# CI runs `make test`: the lints (ruff, snakefmt --check, snakemake --lint) first, then the suite
-test: lint
+# CI runs `make test`: the lints (ruff, snakefmt --check, snakemake --lint) first, then the suite; the tests marked
+# label_studio start a Label Studio server from $(LS_VENV)
+test: lint label-studio
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -358,7 +358,7 @@ def read_answers(csv_path, h5_path, num_classes: int):
             f"{csv_path}: changed since it was written with {h5_path} (answers are append-only; restore the file, "
             "or delete the round's folder to answer that round again)"
         )
-    answers = pd.read_csv(io.BytesIO(data), dtype={"image": str, "classes": str})
+    answers = pd.read_csv(io.BytesIO(data), dtype={"image": str, "classes": str, "annotator": str, "time": str})
     labels = answers["label"].to_numpy()
     bad = np.flatnonzero(~(((labels >= 0) & (labels < num_classes)) | (labels == IGNORE_INDEX)))
     if bad.size:
@@ -369,6 +369,10 @@ def read_answers(csv_path, h5_path, num_classes: int):
     if "classes" not in answers:  # written before answers had class sets: each answer is its label
         answers["classes"] = [str(v) for v in labels.tolist()]
     answers["classes"] = answers["classes"].fillna("")  # the empty set
+    if "annotator" not in answers:  # written before people answered: the simulator did
+        answers["annotator"] = "simulated"
+    answers["annotator"] = answers["annotator"].fillna("").astype(str)
+    answers["time"] = answers["time"].fillna("").astype(str) if "time" in answers else ""
     for line, text in enumerate(answers["classes"].tolist(), start=2):
         try:
             values = parse_classes(text)

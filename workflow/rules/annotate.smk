@@ -1,3 +1,22 @@
+# With annotator.kind: label_studio, people answer the round's queries in Label Studio; the job stops, writing
+# nothing, while regions are open, and running the workflow again continues (README, "Annotating with people").
+rule ask_people:
+    input:
+        manifest=rules.prepare_dataset.output.manifest,
+        selection=rules.acquire.output.selection,
+        regions=region_maps,
+    output:
+        people=f"{ROUND}/people.csv",
+    log:
+        f"{ROUND_LOGS}/ask_people.log",
+    localrule: True
+    params:
+        label_studio=label_studio_settings,
+        provenance=provenance,
+    script:
+        "../scripts/ask_people.py"
+
+
 rule annotate:
     input:
         manifest=rules.prepare_dataset.output.manifest,
@@ -6,6 +25,7 @@ rule annotate:
         prev_answers_csv=lambda w: previous(w, "answers.csv"),
         prev_answers_h5=lambda w: previous(w, "answers.h5"),
         prev_targets=frozen_targets,
+        people=people_answers,
         probs=sieve_probs,
         base=BASE_SHARDS,
     output:

@@ -57,6 +57,14 @@ if DS["pool_split"] == DS["val_split"]:
         f"dataset.val_split: {DS['val_split']!r} is also dataset.pool_split: the model would be "
         "evaluated on the images it is trained on"
     )
+if config["annotator"]["kind"] == "label_studio":
+    if config["al"]["click_cost"] != "region" or any(
+        e["answer"] != "dominant" for e in config["experiments"]
+    ):
+        raise WorkflowError(
+            "annotator.kind: label_studio: people answer one class per region, one click each: every experiment "
+            "needs answer: dominant, and al.click_cost: region"
+        )
 for e in config["experiments"]:
     if e["answer"] == "classes" and config["al"]["click_cost"] != "classes":
         raise WorkflowError(
@@ -216,7 +224,28 @@ def answer_settings(w):
     labels: every experiment of a seed starts from the same answers."""
     if experiment(w.experiment)["answer"] != "classes":
         return {"answer": "dominant"}
-    return {"answer": "classes", **config["annotator"]}
+    return {
+        "answer": "classes",
+        "trim": config["annotator"]["trim"],
+        "void": config["annotator"]["void"],
+    }
+
+
+PEOPLE = config["annotator"]["kind"] == "label_studio"
+
+
+def people_answers(w):
+    """people.csv of the round (rule ask_people) when people answer; the simulator needs none."""
+    return f"{round_dir(w.experiment, w.seed, w.round)}/people.csv" if PEOPLE else []
+
+
+def label_studio_settings(w):
+    """annotator.label_studio.* and the round's key, the description of its Label Studio project: the results
+    folder made absolute, so that two workflows on one server never share a project."""
+    return {
+        **config["annotator"]["label_studio"],
+        "project": f"adaspx {os.path.abspath(round_dir(w.experiment, w.seed, w.round))}",
+    }
 
 
 def target_settings(w):

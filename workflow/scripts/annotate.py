@@ -16,6 +16,7 @@ with log_to(snakemake.log[0]):
         targets_h5=o.targets,
         stats_json=o.stats,
         prev_targets_h5=i.prev_targets or None,
+        people_csv=i.people or None,
         threads=snakemake.threads,
         click_cost=p.click_cost,
         budget=p.budget,

@@ -9,6 +9,7 @@ calls, so every stage can also be run and tested without Snakemake. One module p
 - :mod:`~adaspx.pipeline.model`: ``train``, ``evaluate``, ``infer``;
 - :mod:`~adaspx.pipeline.regions`: ``merge_superpixels``;
 - :mod:`~adaspx.pipeline.selection`: ``acquire``;
+- :mod:`~adaspx.pipeline.people`: ``ask_people``, people's answers from Label Studio;
 - :mod:`~adaspx.pipeline.answers`: ``annotate``;
 - :mod:`~adaspx.pipeline.summary`: ``summarize`` and its learning curves;
 - :mod:`~adaspx.pipeline.logs`: ``log_to``, a rule's log file;
@@ -21,6 +22,7 @@ from adaspx.pipeline.common import pool_ids
 from adaspx.pipeline.dataset import prepare_dataset, synthesize_dataset
 from adaspx.pipeline.logs import log_to
 from adaspx.pipeline.model import evaluate, infer, train
+from adaspx.pipeline.people import PeopleError, ask_people
 from adaspx.pipeline.regions import merge_superpixels
 from adaspx.pipeline.selection import SELECTION_COLUMNS, acquire
 from adaspx.pipeline.summary import SUMMARY_CLASS_COLUMNS, SUMMARY_COLUMNS, plot_learning_curves, summarize
@@ -28,6 +30,7 @@ from adaspx.pipeline.superpixels import base_superpixels, oracle_superpixels
 
 __all__ = [
     "ANSWER_COLUMNS",
+    "PeopleError",
     "SCHEMA_PROBS",
     "SCHEMA_TARGETS",
     "SELECTION_COLUMNS",
@@ -35,6 +38,7 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "acquire",
     "annotate",
+    "ask_people",
     "at_label_resolution",
     "base_superpixels",
     "evaluate",

@@ -27,11 +27,13 @@ from adaspx.artifacts import (
 from adaspx.h5io import Artifact, ArtifactError, ArtifactWriter, MultiArtifact, atomic_write_text, csv_text, write_json
 from adaspx.parallel import BufferRing, ordered_map, usable_cores
 from adaspx.pipeline.common import _check_covers_pool, _dataset, _progress, pool_ids
+from adaspx.pipeline.people import read_people
 
 log = logging.getLogger("adaspx")
 
 
-ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks", "classes"]
+ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks", "classes", "annotator", "time"]
+SIMULATED = "simulated"  # the annotator of the simulator's answers (their time is empty)
 
 
 def annotate(
@@ -63,9 +65,14 @@ def annotate(
     trim: int = 5,
     void: str = "class",
     overlap: str = "painter",
+    people_csv: str | None = None,
     threads: int | None = None,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
+
+    With ``people_csv`` (written by :func:`adaspx.pipeline.people.ask_people`) people's answers replace the
+    simulator's: each selected region gets the label a person chose (void for "can't tell"), its annotator and
+    time; pixels, clicks (one per region: ``click_cost="region"``), sieving and targets are the simulator's.
 
     ``threads`` workers (default: every usable core) answer one image each while the calling thread reads and
     writes; the outputs do not depend on their number.
@@ -108,6 +115,8 @@ def annotate(
     if overlap not in annotation.OVERLAPS:
         raise ValueError(f"overlap {overlap!r} unknown; expected one of {', '.join(annotation.OVERLAPS)}")
     painter = overlap == "painter"
+    if people_csv is not None and (answer != "dominant" or click_cost != "region"):
+        raise ValueError("people answer one class per region: their answers need answer 'dominant', cost 'region'")
     if budget is not None and budget < 0:
         raise ValueError(f"budget must be >= 0, got {budget}")
     if sieve and not probs_paths:
@@ -132,6 +141,7 @@ def annotate(
         selection["reserve"] = False
     selection["reserve"] = selection["reserve"].astype(bool)
     estimated = int(selection.loc[~selection["reserve"], "clicks"].sum())
+    people = read_people(people_csv, selection[~selection["reserve"]], manifest["num_classes"]) if people_csv else None
 
     c = manifest["num_classes"]
     before = np.zeros((2, c), dtype=np.int64)  # labeled, correct per class
@@ -206,6 +216,11 @@ def annotate(
                     labels, pixels = annotation.dominant_labels(rmap, gt, rids, where=where)
                 except ValueError as err:
                     raise ValueError(f"{selection_path}: image {image_id}: {err}") from None
+                who = [(SIMULATED, "")] * len(rids)
+                if people is not None:
+                    said = people.loc[[(image_id, int(r)) for r in rids]]
+                    labels = said["label"].to_numpy(np.uint8)
+                    who = list(zip(said["annotator"], said["time"], strict=True))
                 if answer == "classes":  # the sets were found when they were charged
                     texts = sel["classes"].tolist()
                     sets = [annotation.parse_classes(t) for t in texts]
@@ -227,8 +242,10 @@ def annotate(
                     layers = layer[None] if layers is None else np.concatenate([layers.astype(amap.dtype), layer[None]])
                 labels_of_row[first : first + len(rids)] = labels  # this image's rows: no other thread's
                 members_of_row[first : first + len(rids)] = annotation.set_members(sets, c)
-                for rid, lab, npx, clicks, text in zip(rids, labels, pixels, sel[charged_col], texts, strict=True):
-                    rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks), text))
+                for rid, lab, npx, clicks, text, (by, at) in zip(
+                    rids, labels, pixels, sel[charged_col], texts, who, strict=True
+                ):
+                    rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks), text, by, at))
             if amap is None:  # never answered: no targets, nothing to count
                 return None, None, None, None, None, rows, counts, set_count
             answered, pixel_rows = answered_pixels(amap, amap_rows)  # every labeled pixel is one of these

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from adaspx import datasets
 from adaspx.h5io import ArtifactError
+from adaspx.pipeline.people import PeopleError
 
 log = logging.getLogger("adaspx")
 
@@ -34,7 +35,7 @@ def log_to(path: str | Path | None):
         sys.stderr = fh
         try:
             yield
-        except (datasets.DatasetError, ArtifactError) as err:
+        except (datasets.DatasetError, ArtifactError, PeopleError) as err:
             log.exception("stage failed")
             raise SystemExit(f"{type(err).__name__}: {err}") from None
         except OSError as err:

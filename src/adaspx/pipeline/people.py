@@ -1,0 +1,206 @@
+"""Stage ``ask_people``: a round's queries go to Label Studio, people's answers come back as ``people.csv``.
+
+The exchange itself runs in Label Studio's environment (:mod:`adaspx.label_studio`, called as a script under
+``annotator.label_studio.python``); this side reads the round's artifacts, hands the bridge the query maps, checks
+what comes back against the selection and the dataset's classes, and writes ``people.csv`` only once every queried
+region has an answer. ``annotate`` then reads those answers instead of ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+
+from adaspx import IGNORE_INDEX, datasets
+from adaspx.h5io import MultiArtifact, write_csv
+from adaspx.pipeline.common import _dataset, pool_ids
+
+PEOPLE_COLUMNS = ["image", "region", "label", "annotator", "time", "task", "annotation"]
+VOID_CHOICE = "void / can't tell"
+BRIDGE = Path(__file__).resolve().parents[1] / "label_studio.py"
+
+
+class PeopleError(ValueError):
+    """An answer or an exchange that cannot be used: the message is one line naming the task, region or server."""
+
+
+class StillOpen(PeopleError):
+    """Some queried regions have no answer yet: nothing is written, running the rule again continues."""
+
+
+def ask_people(
+    manifest_path,
+    selection_path,
+    region_paths: Sequence[str],
+    *,
+    people_csv,
+    url: str,
+    token_env: str,
+    python: str,
+    document_root: str,
+    project: str,
+    experiment: str,
+    seed: int,
+    round: int,
+) -> None:
+    """Push the round's queries to the Label Studio server at ``url`` (one project per round, named after
+    ``project``, the round's key), read back every queried region's answer, and write ``people_csv`` when all of
+    them are answered; otherwise raise :class:`StillOpen` (how many are open, and where), writing nothing.
+
+    Images are served by the server from its local files (``LOCAL_FILES_SERVING_ENABLED``) under
+    ``document_root``, its ``LOCAL_FILES_DOCUMENT_ROOT``; ``python`` is the interpreter of the environment that
+    has label-studio-sdk; ``token_env`` names the environment variable holding the API token.
+    """
+    manifest = datasets.load_manifest(manifest_path)
+    ds = _dataset(manifest, "pool")
+    selection = _queried(selection_path, pool_ids(manifest))
+    classes = list(manifest["classes"])
+    out = Path(people_csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".ask_people.") as tmp:
+        masks = Path(tmp) / "queries.npz"
+        tasks = _write_query_maps(masks, selection, region_paths)
+        root = Path(document_root).resolve()
+        paths = {t["image"]: Path(ds.image_path(t["image"])).resolve() for t in tasks}
+        for t in tasks:
+            t["url"] = _local_files_url(paths[t["image"]], root, t["image"])
+        request = {
+            "url": url,
+            "token_env": token_env,
+            "title": f"{experiment} seed{seed} round{round}"[:50],  # Label Studio titles hold 50 characters
+            "description": project,
+            "label_config": _label_config(classes, getattr(ds, "colors", None)),
+            "storage_path": os.path.commonpath([str(p.parent) for p in paths.values()]) if paths else None,
+            "model_version": f"round{round}",
+            "masks": str(masks),
+            "tasks": tasks,
+        }
+        reply = _run_bridge(python, request, Path(tmp) / "request.json")
+    people = _answers(reply, classes)
+    write_csv(out, people[PEOPLE_COLUMNS])
+
+
+def _queried(selection_path, ids: Sequence[str]) -> pd.DataFrame:
+    """The selected regions (reserve rows aside: people are asked exactly what the selection chose)."""
+    selection = pd.read_csv(selection_path, dtype={"image": str})
+    unknown = sorted(set(selection["image"]) - set(ids))
+    if unknown:
+        raise PeopleError(f"{selection_path}: images {unknown[:5]} are not in the pool")
+    if "reserve" in selection:
+        selection = selection[~selection["reserve"].astype(bool)]
+    return selection
+
+
+def _write_query_maps(path: Path, selection: pd.DataFrame, region_paths: Sequence[str]) -> list[dict]:
+    """One query map per queried image into the ``.npz`` at ``path`` (k + 1 where the image's k-th queried region
+    is, 0 elsewhere), written one image at a time; the tasks that name them."""
+    tasks = []
+    with MultiArtifact(region_paths) as regions, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k, (image_id, sel) in enumerate(selection.groupby("image", sort=False)):
+            rids = sel["region"].to_numpy(np.int64)
+            rmap = regions.get("labels", image_id)
+            order = np.argsort(rids, kind="stable")
+            at = np.minimum(np.searchsorted(rids[order], rmap), len(rids) - 1)
+            hit = rids[order][at] == rmap
+            qmap = np.zeros(rmap.shape, dtype=np.uint16 if len(rids) < 2**16 else np.uint32)
+            qmap[hit] = order[at[hit]] + 1
+            key = f"t{k}"
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, qmap)
+            tasks.append({"image": image_id, "key": key, "regions": rids.tolist()})
+    return tasks
+
+
+def _local_files_url(path: Path, root: Path, image_id: str) -> str:
+    """The URL under which Label Studio serves a local file (``/data/local-files/?d=<path under its root>``)."""
+    try:
+        rel = path.relative_to(root)
+    except ValueError:
+        raise PeopleError(
+            f"image {image_id}: {path} is not under annotator.label_studio.document_root ({root}), the folder the "
+            "server serves local files from (LOCAL_FILES_DOCUMENT_ROOT)"
+        ) from None
+    return "/data/local-files/?d=" + quote(str(rel))
+
+
+def _label_config(classes: list[str], colours) -> str:
+    """The labelling interface (built by the bridge's own function, which runs here as well: it needs no SDK)."""
+    from adaspx.label_studio import label_config
+
+    return label_config(classes, colours, VOID_CHOICE)
+
+
+def _run_bridge(python: str, request: dict, request_path: Path) -> dict:
+    """Run the exchange under Label Studio's Python; its one-line failure becomes a :class:`PeopleError`."""
+    if not Path(python).is_file():
+        raise PeopleError(
+            f"annotator.label_studio.python: {python} not found (the environment with label-studio-sdk: "
+            "make label-studio creates .venv-label-studio)"
+        )
+    request_path.write_text(json.dumps(request))
+    # -P: the bridge's folder (adaspx's own modules) is not put on sys.path; it imports only numpy and the SDK
+    proc = subprocess.run([python, "-P", str(BRIDGE), str(request_path)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        raise PeopleError(lines[-1])
+    return json.loads(proc.stdout)
+
+
+def _answers(reply: dict, classes: list[str]) -> pd.DataFrame:
+    """The answers of a complete round as ``people.csv`` rows, or the one-line refusal: a choice for a region
+    never queried, a region deleted from its task, a choice that is no class, then regions still open."""
+    where = f"project {reply['project_url']}"
+    for f in reply["foreign"]:
+        raise PeopleError(f"{where}: task {f['task']} (image {f['image']}): region {f['id']} was never queried")
+    index = {name: k for k, name in enumerate(classes)} | {VOID_CHOICE: IGNORE_INDEX}
+    rows, still_open = [], 0
+    for r in reply["regions"]:
+        name = f"task {r['task']} (image {r['image']}): region {r['image']}#{r['region']}"
+        if r["status"] == "deleted":
+            raise PeopleError(f"{where}: {name} was deleted from annotation {r['annotation']}; restore it")
+        if r["status"] == "open":
+            still_open += 1
+            continue
+        choice = r["choices"][0] if len(r["choices"]) == 1 else None
+        if choice not in index:
+            raise PeopleError(f"{where}: {name} is answered {r['choices']!r}, not one of {classes + [VOID_CHOICE]}")
+        rows.append(
+            (r["image"], int(r["region"]), index[choice], r["annotator"], r["time"], r["task"], r["annotation"])
+        )
+    if still_open:
+        total = len(reply["regions"])
+        raise StillOpen(f"{still_open} of {total} queried regions are still open: {reply['project_url']}")
+    return pd.DataFrame(rows, columns=PEOPLE_COLUMNS)
+
+
+def read_people(path, selection: pd.DataFrame, num_classes: int) -> pd.DataFrame:
+    """``people.csv`` indexed by (image, region), checked against the selected regions it answers."""
+    people = pd.read_csv(path, dtype={"image": str, "annotator": str, "time": str})
+    missing = [c for c in PEOPLE_COLUMNS if c not in people]
+    if missing:
+        raise PeopleError(f"{path}: columns {missing} missing")
+    labels = people["label"].to_numpy()
+    bad = np.flatnonzero(~(((labels >= 0) & (labels < num_classes)) | (labels == IGNORE_INDEX)))
+    if bad.size:
+        raise PeopleError(f"{path}: line {bad[0] + 2}: label {labels[bad[0]]} is no class of the dataset nor void")
+    people = people.set_index(["image", "region"])
+    if not people.index.is_unique:
+        twice = people.index[people.index.duplicated()][0]
+        raise PeopleError(f"{path}: region {twice[0]}#{twice[1]} is answered twice")
+    asked = pd.MultiIndex.from_frame(selection[["image", "region"]].astype({"region": np.int64}))
+    unasked = people.index.difference(asked)
+    if len(unasked):
+        raise PeopleError(f"{path}: region {unasked[0][0]}#{unasked[0][1]} was never queried")
+    unanswered = asked.difference(people.index)
+    if len(unanswered):
+        raise PeopleError(f"{path}: queried region {unanswered[0][0]}#{unanswered[0][1]} has no answer")
+    return people

@@ -1,0 +1,12 @@
+from adaspx.pipeline import ask_people, log_to
+
+i = snakemake.input
+with log_to(snakemake.log[0]):
+    ask_people(
+        i.manifest,
+        i.selection,
+        list(i.regions),
+        people_csv=snakemake.output.people,
+        **snakemake.params.label_studio,
+        **snakemake.params.provenance,
+    )
