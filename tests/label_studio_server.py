@@ -119,8 +119,14 @@ def answer(server: Server, task: dict, choices: dict[str, str | None], annotatio
     result = list(brushes)
     for item in brushes:
         if choices.get(item["id"]) is not None:
-            result.append({k: item[k] for k in ("id", "from_name", "to_name", "original_width", "original_height")}
-                          | {"type": "choices", "from_name": "region_class", "value": {"choices": [choices[item["id"]]]}})  # fmt: skip
+            result.append(choice_item(item, choices[item["id"]]))
     if annotation is None:
         return api(server, "POST", f"/api/tasks/{task['id']}/annotations", {"result": result, "lead_time": 3.5})
     return api(server, "PATCH", f"/api/annotations/{annotation}", {"result": result, "lead_time": 5.0})
+
+
+def choice_item(brush: dict, choice: str, key: str | None = None) -> dict:
+    """The per-region choice the editor stores for a brush region: the same id (or ``key``), one class name."""
+    same = {k: brush[k] for k in ("to_name", "original_width", "original_height", "image_rotation")}
+    value = {"choices": [choice]}
+    return {"id": key or brush["id"], "type": "choices", "from_name": "region_class", **same, "value": value}

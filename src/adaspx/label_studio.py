@@ -7,8 +7,8 @@ library, numpy and label-studio-sdk. It reads and writes no artifact: the reques
 tasks and a ``.npz`` of query maps; the reply (JSON on stdout) is what the server holds. Failures (server down,
 wrong token, an API error) end it with one line on stderr and exit status 2.
 
-One project per round (its title is the round's key), one task per queried image, keyed by ``data.adaspx_image``;
-every queried region is a brush region of the task's prediction with the id ``"<image>#<region>"``, and its answer
+One project per round (its description is the round's key), one task per queried image, keyed by ``data.adaspx_image``;
+every queried region is a brush region of the task's prediction with the id ``"<image>_r<region>"``, and its answer
 is the per-region choice with that id in the task's annotation. Pushing is idempotent: tasks that exist are kept
 as they are, so running a round again never touches what people answered.
 """
@@ -32,8 +32,9 @@ class ExchangeError(RuntimeError):
 
 
 def region_key(image_id: str, region: int) -> str:
-    """The Label Studio region id of a queried region: the join key between a task and the selection."""
-    return f"{image_id}#{region}"
+    """The Label Studio region id of a queried region: the join key between a task and the selection. (Not
+    ``#``: the editor cuts region ids at ``#``, which would merge every region of an image into one.)"""
+    return f"{image_id}_r{region}"
 
 
 def label_config(classes: list[str], colours: list[list[int]] | None, void: str) -> str:
@@ -113,9 +114,10 @@ def task_payload(task: dict, qmap: np.ndarray, model_version: str) -> dict:
     }
 
 
-def _find_project(ls, url: str, title: str):
+def _find_project(ls, url: str, key: str):
+    """The project whose description is the round's key (titles are for people, and may repeat)."""
     for project in _call("listing projects", url, lambda: list(ls.projects.list())):
-        if project.title == title:
+        if project.description == key:
             return project
     return None
 
@@ -123,7 +125,7 @@ def _find_project(ls, url: str, title: str):
 def push(ls, url: str, request: dict) -> tuple[int, dict[str, dict]]:
     """The round's project (created with its tasks when missing; tasks of images it lacks added): its id and its
     tasks by image id."""
-    project = _find_project(ls, url, request["title"])
+    project = _find_project(ls, url, request["description"])
     if project is None:
         project = _call(
             f"creating project {request['title']!r}",
@@ -131,7 +133,7 @@ def push(ls, url: str, request: dict) -> tuple[int, dict[str, dict]]:
             ls.projects.create,
             title=request["title"],
             label_config=request["label_config"],
-            description=request.get("description", ""),
+            description=request["description"],
         )
         if request.get("storage_path"):  # local files served by the server (LOCAL_FILES_SERVING_ENABLED)
             _call(

@@ -22,6 +22,7 @@ import pandas as pd
 
 from adaspx import IGNORE_INDEX, datasets
 from adaspx.h5io import MultiArtifact, write_csv
+from adaspx.label_studio import label_config, region_key
 from adaspx.pipeline.common import _dataset, pool_ids
 
 PEOPLE_COLUMNS = ["image", "region", "label", "annotator", "time", "task", "annotation"]
@@ -134,8 +135,6 @@ def _local_files_url(path: Path, root: Path, image_id: str) -> str:
 
 def _label_config(classes: list[str], colours) -> str:
     """The labelling interface (built by the bridge's own function, which runs here as well: it needs no SDK)."""
-    from adaspx.label_studio import label_config
-
     return label_config(classes, colours, VOID_CHOICE)
 
 
@@ -164,7 +163,7 @@ def _answers(reply: dict, classes: list[str]) -> pd.DataFrame:
     index = {name: k for k, name in enumerate(classes)} | {VOID_CHOICE: IGNORE_INDEX}
     rows, still_open = [], 0
     for r in reply["regions"]:
-        name = f"task {r['task']} (image {r['image']}): region {r['image']}#{r['region']}"
+        name = f"task {r['task']} (image {r['image']}): region {region_key(r['image'], r['region'])}"
         if r["status"] == "deleted":
             raise PeopleError(f"{where}: {name} was deleted from annotation {r['annotation']}; restore it")
         if r["status"] == "open":
@@ -195,12 +194,12 @@ def read_people(path, selection: pd.DataFrame, num_classes: int) -> pd.DataFrame
     people = people.set_index(["image", "region"])
     if not people.index.is_unique:
         twice = people.index[people.index.duplicated()][0]
-        raise PeopleError(f"{path}: region {twice[0]}#{twice[1]} is answered twice")
+        raise PeopleError(f"{path}: region {region_key(*twice)} is answered twice")
     asked = pd.MultiIndex.from_frame(selection[["image", "region"]].astype({"region": np.int64}))
     unasked = people.index.difference(asked)
     if len(unasked):
-        raise PeopleError(f"{path}: region {unasked[0][0]}#{unasked[0][1]} was never queried")
+        raise PeopleError(f"{path}: region {region_key(*unasked[0])} was never queried")
     unanswered = asked.difference(people.index)
     if len(unanswered):
-        raise PeopleError(f"{path}: queried region {unanswered[0][0]}#{unanswered[0][1]} has no answer")
+        raise PeopleError(f"{path}: queried region {region_key(*unanswered[0])} has no answer")
     return people
