@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.label_studio]
 
 # README's picture of a query in the editor: refreshed by `ADASPX_SCREENSHOTS=docs make test`
 SCREENSHOTS = os.environ.get("ADASPX_SCREENSHOTS")
-EXPERIMENT = "cb_adaptive_sieve"
+EXPERIMENT = "cb_adaptive"  # without sieving: a corrected answer labels its whole region
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,7 @@ def server(tmp_path_factory):
 def people_config(server) -> dict:
     config = copy.deepcopy(TINY_CONFIG)
     config["al"]["rounds"] = 1
-    config["experiments"] = [
-        {"name": EXPERIMENT, "regions": "adaptive", "acquisition": "class_balanced", "sieve": True}
-    ]
+    config["experiments"] = [{"name": EXPERIMENT, "regions": "adaptive", "acquisition": "class_balanced"}]
     config["report"] = {"gallery_images": 0}
     config["annotator"] = {
         "kind": "label_studio",
@@ -183,7 +181,13 @@ def test_workflow_waits_for_people_and_continues_with_their_answers(server, tmp_
     for image in want:
         np.testing.assert_array_equal(got[image], want[image], err_msg=image)
 
-    # round 1: people answer as the simulator would, after round 0's people: the same targets, sieving included
+    # after round 0 was recorded, a person changes one of its void answers in Label Studio to a class: round 1
+    # records the change as a new answer (nothing recorded is rewritten), over that round-0 region, for no click
+    fixed = sorted(void)[0]
+    task0 = next(t for t in tasks if fixed in keys_of(t))
+    ls.answer(server, task0, {k: (classes[0] if k == fixed else choice[k]) for k in keys_of(task0)},
+              annotation=annotation_of[task0["id"]])  # fmt: skip
+    # round 1: people answer as the simulator would, after round 0's people: the same targets but for the change
     keys1 = [k for t in tasks1 for k in keys_of(t)]
     choice1 = choices_for(work, 1, keys1, classes)
     for t in tasks1:
@@ -191,12 +195,22 @@ def test_workflow_waits_for_people_and_continues_with_their_answers(server, tmp_
     run_snakemake(work, None)
     assert (work / "results/tiny/summary.csv").is_file()
     answers1 = pd.read_csv(round_dir(work, 1) / "answers.csv", dtype={"image": str})
+    assert answers1.iloc[: len(answers)].equals(pd.read_csv(round_dir(work, 0) / "answers.csv", dtype={"image": str}))
+    correction = answers1[answers1["asked"] != answers1["round"]]
+    image, region = fixed.rsplit("_r", 1)
+    assert correction[["round", "asked", "image", "region", "label", "clicks", "annotator"]].values.tolist() == [
+        [1, 0, image, int(region), 0, 0, server.email]
+    ]
     sim1, want1 = simulated(work, 1, tmp_path / "sim1")
-    assert answers1["label"].tolist() == sim1["label"].tolist()
-    assert answers1["round"].tolist() == [0] * len(answers) + [1] * len(keys1)
+    columns = ["round", "image", "region", "label", "pixels", "clicks"]
+    assert answers1.drop(correction.index)[columns].reset_index(drop=True).equals(sim1[columns])
+    assert correction["pixels"].tolist() == [int((region_map(work, 0, image) == int(region)).sum())]
+    want1[image][region_map(work, 0, image) == int(region)] = 0  # no sieving here: the whole region
     got1 = targets(round_dir(work, 1) / "targets.h5")
-    for image in want1:
-        np.testing.assert_array_equal(got1[image], want1[image], err_msg=image)
+    for name in want1:
+        np.testing.assert_array_equal(got1[name], want1[name], err_msg=name)
+    stats = json.loads((round_dir(work, 1) / "annotation_stats.json").read_text())
+    assert stats["corrections_round"] == 1 and stats["regions_round"] == len(keys1)
 
 
 @pytest.fixture(scope="module")

@@ -373,6 +373,8 @@ def read_answers(csv_path, h5_path, num_classes: int):
         answers["annotator"] = "simulated"
     answers["annotator"] = answers["annotator"].fillna("").astype(str)
     answers["time"] = answers["time"].fillna("").astype(str) if "time" in answers else ""
+    if "asked" not in answers:  # written before corrections: every answer is of its own round's query
+        answers["asked"] = answers["round"]
     for line, text in enumerate(answers["classes"].tolist(), start=2):
         try:
             values = parse_classes(text)

@@ -216,7 +216,17 @@ def exchange(request: dict) -> dict:
     _call("checking the API token", url, ls.users.whoami)
     project, tasks = push(ls, url, request)
     emails = {u.id: u.email for u in _call("listing users", url, lambda: list(ls.users.list()))}
-    return {"project": project, "project_url": f"{url}/projects/{project}/data", **answers(tasks, request, emails)}
+    earlier = []
+    for before in request.get("earlier", []):  # read again, never written: their answers may have changed
+        found = _find_project(ls, url, before["description"])
+        if found is None:  # deleted from the server: what was recorded stands
+            continue
+        held = pull_tasks(ls, url, found.id)
+        before = {**before, "tasks": [t for t in before["tasks"] if t["image"] in held]}
+        page = f"{url}/projects/{found.id}/data"
+        earlier.append({"round": before["round"], "project_url": page, **answers(held, before, emails)})
+    reply = {"project": project, "project_url": f"{url}/projects/{project}/data", "earlier": earlier}
+    return reply | answers(tasks, request, emails)
 
 
 def main(argv: list[str] | None = None) -> int:

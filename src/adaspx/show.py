@@ -555,7 +555,7 @@ def selection_regions(rnd: Round, answers, image_id: str) -> tuple[str, np.ndarr
     """The region map the round's selection names regions of, for ``image_id``: the first candidate map
     (:meth:`Round.candidates`) whose regions are exactly the pixels the round's answers cover, judged on the image
     shown or, if the round answered nothing there, on the first image it answered. ``(name, None)``: none found."""
-    mine = (answers["round"] == rnd.number).to_numpy()
+    mine = ((answers["round"] == rnd.number) & (answers["asked"] == rnd.number)).to_numpy()  # corrections aside
     own = answers.loc[mine & (answers["image"] == image_id).to_numpy(), "image"]
     judge = own.iat[0] if len(own) else (answers.loc[mine, "image"].iat[0] if mine.any() else None)
     candidates = rnd.candidates()
@@ -585,7 +585,7 @@ def round_panels(rnd: Round, scene: Scene, scale: Scale) -> list[Panel]:
     members = answer_members(answers)
     image = scale.sample(scene.image)
     amap = scale.sample(answer_map)
-    mine = (answers["round"] == rnd.number).to_numpy()
+    mine = ((answers["round"] == rnd.number) & (answers["asked"] == rnd.number)).to_numpy()  # corrections aside
     queried = int(mine[np.asarray(rows, dtype=np.int64)].sum()) if len(rows) else 0
     name, regions = selection_regions(rnd, answers, scene.image_id)
     targets = paint_target(dimmed(image), scale.sample(codes), table, scene.colors)

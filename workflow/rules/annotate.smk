@@ -5,6 +5,7 @@ rule ask_people:
         manifest=rules.prepare_dataset.output.manifest,
         selection=rules.acquire.output.selection,
         regions=region_maps,
+        earlier=earlier_people,
     output:
         people=f"{ROUND}/people.csv",
     log:
@@ -19,6 +20,7 @@ rule ask_people:
 
 rule annotate:
     input:
+        unpack(earlier_region_maps),
         manifest=rules.prepare_dataset.output.manifest,
         selection=rules.acquire.output.selection,
         regions=region_maps,

@@ -3,6 +3,7 @@
 import json
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 from snakemake.exceptions import WorkflowError
 
@@ -239,13 +240,43 @@ def people_answers(w):
     return f"{round_dir(w.experiment, w.seed, w.round)}/people.csv" if PEOPLE else []
 
 
+def project_key(exp, seed, r):
+    """A round's key, the description of its Label Studio project: the round's folder made absolute, so that two
+    workflows on one server never share a project."""
+    return f"adaspx {os.path.abspath(round_dir(exp, seed, r))}"
+
+
 def label_studio_settings(w):
-    """annotator.label_studio.* and the round's key, the description of its Label Studio project: the results
-    folder made absolute, so that two workflows on one server never share a project."""
+    """annotator.label_studio.*, the round's project key and those of the rounds before it, read again for
+    answers changed since they were recorded."""
     return {
         **config["annotator"]["label_studio"],
-        "project": f"adaspx {os.path.abspath(round_dir(w.experiment, w.seed, w.round))}",
+        "project": project_key(w.experiment, w.seed, w.round),
+        "earlier_projects": [
+            project_key(w.experiment, w.seed, k) for k in range(int(w.round))
+        ],
     }
+
+
+def earlier_people(w):
+    """people.csv of every round before w.round: what was recorded of each region (ask_people compares)."""
+    return [
+        f"{round_dir(w.experiment, w.seed, k)}/people.csv" for k in range(int(w.round))
+    ]
+
+
+def earlier_region_maps(w):
+    """With people: the region maps each round before w.round selected from, as inputs asked<k>, for answers
+    corrected in Label Studio after they were recorded."""
+    if not PEOPLE:
+        return {}
+    out = {}
+    for k in range(int(w.round)):
+        name = warmup_of(w.experiment) if k == 0 else w.experiment
+        out[f"asked{k}"] = region_maps(
+            SimpleNamespace(experiment=name, seed=w.seed, round=k)
+        )
+    return out
 
 
 def target_settings(w):

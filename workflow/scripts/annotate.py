@@ -17,6 +17,7 @@ with log_to(snakemake.log[0]):
         stats_json=o.stats,
         prev_targets_h5=i.prev_targets or None,
         people_csv=i.people or None,
+        earlier_regions={int(k[len("asked") :]): list(v) for k, v in i.items() if k.startswith("asked")},
         threads=snakemake.threads,
         click_cost=p.click_cost,
         budget=p.budget,

@@ -7,6 +7,7 @@ with log_to(snakemake.log[0]):
         i.selection,
         list(i.regions),
         people_csv=snakemake.output.people,
+        earlier_people=list(i.earlier),
         **snakemake.params.label_studio,
         **snakemake.params.provenance,
     )

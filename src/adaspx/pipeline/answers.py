@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +32,9 @@ from adaspx.pipeline.people import read_people
 log = logging.getLogger("adaspx")
 
 
-ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks", "classes", "annotator", "time"]
+ANSWER_COLUMNS = ["round", "image", "region", "label", "pixels", "clicks", "classes", "annotator", "time", "asked"]
+"""``asked``: the round whose region map ``region`` is of: ``round``, but for a correction of an earlier round's
+answer (people changed it in Label Studio after it was recorded), which costs no click."""
 SIMULATED = "simulated"  # the annotator of the simulator's answers (their time is empty)
 
 
@@ -66,6 +68,7 @@ def annotate(
     void: str = "class",
     overlap: str = "painter",
     people_csv: str | None = None,
+    earlier_regions: Mapping[int, Sequence[str]] | None = None,
     threads: int | None = None,
 ) -> None:
     """Answer the selected regions from ground truth, append to the answers, rebuild the training targets.
@@ -73,6 +76,8 @@ def annotate(
     With ``people_csv`` (written by :func:`adaspx.pipeline.people.ask_people`) people's answers replace the
     simulator's: each selected region gets the label a person chose (void for "can't tell"), its annotator and
     time; pixels, clicks (one per region: ``click_cost="region"``), sieving and targets are the simulator's.
+    Its corrections of earlier rounds' answers become new rows over those answers' regions, read from
+    ``earlier_regions`` (the region maps each earlier round selected from, by round), painted last.
 
     ``threads`` workers (default: every usable core) answer one image each while the calling thread reads and
     writes; the outputs do not depend on their number.
@@ -141,7 +146,14 @@ def annotate(
         selection["reserve"] = False
     selection["reserve"] = selection["reserve"].astype(bool)
     estimated = int(selection.loc[~selection["reserve"], "clicks"].sum())
-    people = read_people(people_csv, selection[~selection["reserve"]], manifest["num_classes"]) if people_csv else None
+    people, fixes = (
+        read_people(people_csv, selection[~selection["reserve"]], manifest["num_classes"], round)
+        if people_csv
+        else (None, pd.DataFrame(columns=["asked", "image", "region", "label", "annotator", "time"]))
+    )
+    unmapped = sorted(set(fixes["asked"].astype(int)) - set(earlier_regions or {}))
+    if unmapped:
+        raise ValueError(f"{people_csv}: corrects answers of round {unmapped[0]}, whose region maps are not given")
 
     c = manifest["num_classes"]
     before = np.zeros((2, c), dtype=np.int64)  # labeled, correct per class
@@ -155,6 +167,8 @@ def annotate(
         else:  # exact costs: the selection fits the budget, the reserve (there is none) is not needed
             selection = selection[~selection["reserve"]]
         by_image = {k: g for k, g in selection.groupby("image", sort=False)}
+        fix_by_image = {k: g for k, g in fixes.groupby("image", sort=False)}
+        earlier_maps = {int(k): stack.enter_context(MultiArtifact(v)) for k, v in (earlier_regions or {}).items()}
         prev_maps = stack.enter_context(AnswerMaps(prev_answers_h5)) if prev_answers_h5 else None
         probs = stack.enter_context(Probabilities(probs_paths)) if sieve else None
         frozen = (
@@ -182,7 +196,7 @@ def annotate(
         # One pass over the pool in pool order: the calling thread reads and writes, worker threads answer one
         # image each (its selected regions, answer map, targets, counts), so memory holds a few images at most.
         # Rows are numbered in pool order, then selection order within an image, whatever the number of threads.
-        labels_of_row = np.full(len(previous) + len(selection), IGNORE_INDEX, dtype=np.int64)
+        labels_of_row = np.full(len(previous) + len(selection) + len(fixes), IGNORE_INDEX, dtype=np.int64)
         labels_of_row[: len(previous)] = previous["label"].to_numpy(np.int64)
         # class-set membership of every answer (void aside); sets of two classes or more train as sets
         members_of_row = np.zeros((len(labels_of_row), c), dtype=bool)
@@ -193,6 +207,7 @@ def annotate(
         for image_id in ids:
             first_row[image_id] = n
             n += len(by_image[image_id]) if image_id in by_image else 0
+            n += len(fix_by_image[image_id]) if image_id in fix_by_image else 0
         charged_col = "charged" if click_cost == "classes" else "clicks"
         fresh_rows = np.arange(len(previous), len(labels_of_row)) if frozen is not None else None
 
@@ -239,13 +254,36 @@ def annotate(
                 if painter:  # this round's regions, whole, as one more layer
                     layer = np.zeros(amap.shape, dtype=amap.dtype)
                     annotation.paint_answers(layer, rmap, rids, np.arange(k + 1, k + 1 + len(rids)), where=where)
-                    layers = layer[None] if layers is None else np.concatenate([layers.astype(amap.dtype), layer[None]])
+                    layers = _stack_layer(layers, layer)
                 labels_of_row[first : first + len(rids)] = labels  # this image's rows: no other thread's
                 members_of_row[first : first + len(rids)] = annotation.set_members(sets, c)
                 for rid, lab, npx, clicks, text, (by, at) in zip(
                     rids, labels, pixels, sel[charged_col], texts, who, strict=True
                 ):
-                    rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks), text, by, at))
+                    rows.append((round, image_id, int(rid), int(lab), int(npx), int(clicks), text, by, at, round))
+            if image_id in fix_by_image:  # corrections of earlier answers, each over its whole region, last
+                gt = ds.label(image_id) if gt is None else gt
+                if amap is None:
+                    amap, amap_rows = np.zeros(gt.shape, dtype=np.uint16), np.zeros(0, dtype=np.int64)
+                first = first_row[image_id] + (len(by_image[image_id]) if image_id in by_image else 0)
+                fix = fix_by_image[image_id][["asked", "region", "label", "annotator", "time"]]
+                for j, (asked, rid, lab, by, at) in enumerate(fix.itertuples(index=False)):
+                    pixels = np.flatnonzero(earlier_maps[int(asked)].get("labels", image_id) == rid)
+                    if not pixels.size:
+                        raise ValueError(f"{people_csv}: image {image_id}: round {asked} has no region {rid}")
+                    k = len(amap_rows)
+                    amap_rows = np.append(amap_rows, first + j)
+                    if len(amap_rows) > np.iinfo(amap.dtype).max:
+                        amap = amap.astype(np.uint32)
+                    amap.ravel()[pixels] = k + 1
+                    if painter:
+                        layer = np.zeros(amap.shape, dtype=amap.dtype)
+                        layer.ravel()[pixels] = k + 1
+                        layers = _stack_layer(layers, layer)
+                    labels_of_row[first + j] = lab
+                    members_of_row[first + j] = annotation.set_members([np.array([lab], dtype=np.uint8)], c)[0]
+                    text = annotation.format_classes(np.array([lab], dtype=np.uint8))
+                    rows.append((round, image_id, int(rid), int(lab), pixels.size, 0, text, by, at, int(asked)))
             if amap is None:  # never answered: no targets, nothing to count
                 return None, None, None, None, None, rows, counts, set_count
             answered, pixel_rows = answered_pixels(amap, amap_rows)  # every labeled pixel is one of these
@@ -301,7 +339,7 @@ def annotate(
         def inputs():
             for image_id in ids:
                 amap, amap_rows = prev_maps.read(image_id, rings[0]) if prev_maps is not None else (None, None)
-                selected = image_id in by_image
+                selected = image_id in by_image or image_id in fix_by_image
                 rmap = regions.get("labels", image_id, rings[1]) if selected else None
                 answered = selected or amap is not None
                 raw = probs.read(image_id, rings[2]) if probs is not None and answered else None
@@ -330,7 +368,8 @@ def annotate(
         wa.attrs[ANSWERS_DIGEST] = answers_digest(table)  # what links the maps' row numbers to this table
     atomic_write_text(answers_csv, table)
 
-    this_round = answers[answers["round"] == round]
+    corrections = int(((answers["round"] == round) & (answers["asked"] != round)).sum())
+    this_round = answers[(answers["round"] == round) & (answers["asked"] == round)]
     named = np.array([np.count_nonzero(annotation.parse_classes(t) != IGNORE_INDEX) for t in this_round["classes"]])
     lb, cb, la, ca = before[0].sum(), before[1].sum(), after[0].sum(), after[1].sum()
     stats = {
@@ -345,6 +384,7 @@ def annotate(
         "click_cost": click_cost,
         "clicks": int(answers["clicks"].sum()),
         "regions_round": len(this_round),
+        "corrections_round": corrections,
         "void_answers_round": int((named == 0).sum()),
         "answer": answer,
         "set_answers_round": int((named >= 2).sum()),
@@ -370,6 +410,11 @@ def annotate(
         },
     }
     write_json(stats_json, stats)
+
+
+def _stack_layer(layers: np.ndarray | None, layer: np.ndarray) -> np.ndarray:
+    """The painter's layers of an image with one more on top (in the new layer's dtype)."""
+    return layer[None] if layers is None else np.concatenate([layers.astype(layer.dtype), layer[None]])
 
 
 def _class_clicks(rmap: np.ndarray, gt: np.ndarray, rids: np.ndarray) -> tuple[np.ndarray, None]:

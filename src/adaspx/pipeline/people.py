@@ -9,6 +9,7 @@ region has an answer. ``annotate`` then reads those answers instead of ground tr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import tempfile
@@ -25,8 +26,11 @@ from adaspx.h5io import MultiArtifact, write_csv
 from adaspx.label_studio import label_config, region_key
 from adaspx.pipeline.common import _dataset, pool_ids
 
-PEOPLE_COLUMNS = ["image", "region", "label", "annotator", "time", "task", "annotation"]
+PEOPLE_COLUMNS = ["asked", "image", "region", "label", "annotator", "time", "task", "annotation"]
+"""``asked``: the round whose query the answer is (its region is of that round's map): this round's, or an earlier
+round's whose answer was changed in Label Studio after it was imported (a correction, a new row)."""
 VOID_CHOICE = "void / can't tell"
+log = logging.getLogger("adaspx")
 BRIDGE = Path(__file__).resolve().parents[1] / "label_studio.py"
 
 
@@ -52,10 +56,16 @@ def ask_people(
     experiment: str,
     seed: int,
     round: int,
+    earlier_people: Sequence[str] = (),
+    earlier_projects: Sequence[str] = (),
 ) -> None:
     """Push the round's queries to the Label Studio server at ``url`` (one project per round, named after
     ``project``, the round's key), read back every queried region's answer, and write ``people_csv`` when all of
     them are answered; otherwise raise :class:`StillOpen` (how many are open, and where), writing nothing.
+
+    ``earlier_people`` / ``earlier_projects``: the ``people.csv`` and project key of each earlier round of the
+    experiment (round order). Their projects are read again: an answer whose class was changed there since it was
+    recorded becomes a new row (``asked``: its round), so that nothing recorded is ever overwritten.
 
     Images are served by the server from its local files (``LOCAL_FILES_SERVING_ENABLED``) under
     ``document_root``, its ``LOCAL_FILES_DOCUMENT_ROOT``; ``python`` is the interpreter of the environment that
@@ -84,10 +94,24 @@ def ask_people(
             "model_version": f"round{round}",
             "masks": str(masks),
             "tasks": tasks,
+            "earlier": [_earlier(key, path) for key, path in zip(earlier_projects, earlier_people, strict=True)],
         }
         reply = _run_bridge(python, request, Path(tmp) / "request.json")
-    people = _answers(reply, classes)
-    write_csv(out, people[PEOPLE_COLUMNS])
+    people = _answers(reply, classes).assign(asked=round)
+    history = [pd.read_csv(p, dtype={"image": str, "annotator": str, "time": str}) for p in earlier_people]
+    fixes = _corrections(reply, history, classes)
+    if len(fixes):
+        log.info("%d answers of earlier rounds were changed in Label Studio: recorded as new answers", len(fixes))
+    write_csv(out, pd.concat([people, fixes], ignore_index=True)[PEOPLE_COLUMNS])
+
+
+def _earlier(key: str, people_csv) -> dict:
+    """What the bridge reads again of an earlier round: its project, the regions asked there."""
+    people = pd.read_csv(people_csv, dtype={"image": str})
+    asked = int(people["asked"].max()) if len(people) else None
+    own = people[people["asked"] == asked]
+    tasks = [{"image": i, "regions": g["region"].tolist()} for i, g in own.groupby("image", sort=False)]
+    return {"description": key, "round": asked, "tasks": tasks}
 
 
 def _queried(selection_path, ids: Sequence[str]) -> pd.DataFrame:
@@ -178,11 +202,46 @@ def _answers(reply: dict, classes: list[str]) -> pd.DataFrame:
     if still_open:
         total = len(reply["regions"])
         raise StillOpen(f"{still_open} of {total} queried regions are still open: {reply['project_url']}")
+    return pd.DataFrame(rows, columns=PEOPLE_COLUMNS[1:])
+
+
+def _name(r: dict) -> str:
+    return f"task {r['task']} (image {r['image']}): region {region_key(r['image'], r['region'])}"
+
+
+def _label(r: dict, classes: list[str], where: str) -> int:
+    """The class index (255: void) of an answered region's choice; one that is none of them is refused."""
+    index = {name: k for k, name in enumerate(classes)} | {VOID_CHOICE: IGNORE_INDEX}
+    choice = r["choices"][0] if len(r["choices"]) == 1 else None
+    if choice not in index:
+        raise PeopleError(f"{where}: {_name(r)} is answered {r['choices']!r}, not one of {classes + [VOID_CHOICE]}")
+    return index[choice]
+
+
+def _corrections(reply: dict, history: list[pd.DataFrame], classes: list[str]) -> pd.DataFrame:
+    """Earlier rounds' answers whose class in Label Studio is no longer the one last recorded for their region
+    (in ``history``, the earlier ``people.csv`` in round order): new rows, ``asked`` their round. A region left
+    unanswered or deleted there since keeps what was recorded."""
+    last: dict[tuple[int, str, int], int] = {}
+    for frame in history:
+        for asked, image, region, label in frame[["asked", "image", "region", "label"]].itertuples(index=False):
+            last[(int(asked), image, int(region))] = int(label)
+    rows = []
+    for earlier in reply["earlier"]:
+        where = f"project {earlier['project_url']}"
+        for r in earlier["regions"]:
+            if r["status"] != "answered":
+                continue
+            label = _label(r, classes, where)
+            if last.get((earlier["round"], r["image"], r["region"])) != label:
+                row = (earlier["round"], r["image"], r["region"], label, r["annotator"], r["time"], r["task"])
+                rows.append((*row, r["annotation"]))
     return pd.DataFrame(rows, columns=PEOPLE_COLUMNS)
 
 
-def read_people(path, selection: pd.DataFrame, num_classes: int) -> pd.DataFrame:
-    """``people.csv`` indexed by (image, region), checked against the selected regions it answers."""
+def read_people(path, selection: pd.DataFrame, num_classes: int, round: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``people.csv`` of round ``round``: its answers to the selected regions, indexed by (image, region) and
+    checked against them, and the corrections of earlier rounds' answers (``asked`` < ``round``), in file order."""
     people = pd.read_csv(path, dtype={"image": str, "annotator": str, "time": str})
     missing = [c for c in PEOPLE_COLUMNS if c not in people]
     if missing:
@@ -191,7 +250,11 @@ def read_people(path, selection: pd.DataFrame, num_classes: int) -> pd.DataFrame
     bad = np.flatnonzero(~(((labels >= 0) & (labels < num_classes)) | (labels == IGNORE_INDEX)))
     if bad.size:
         raise PeopleError(f"{path}: line {bad[0] + 2}: label {labels[bad[0]]} is no class of the dataset nor void")
-    people = people.set_index(["image", "region"])
+    later = np.flatnonzero(people["asked"].to_numpy() > round)
+    if later.size:
+        raise PeopleError(f"{path}: line {later[0] + 2}: answers a query of round {people['asked'].iat[later[0]]}")
+    fixes = people[people["asked"] < round].reset_index(drop=True)
+    people = people[people["asked"] == round].set_index(["image", "region"])
     if not people.index.is_unique:
         twice = people.index[people.index.duplicated()][0]
         raise PeopleError(f"{path}: region {region_key(*twice)} is answered twice")
@@ -202,4 +265,4 @@ def read_people(path, selection: pd.DataFrame, num_classes: int) -> pd.DataFrame
     unanswered = asked.difference(people.index)
     if len(unanswered):
         raise PeopleError(f"{path}: queried region {region_key(*unanswered[0])} has no answer")
-    return people
+    return people, fixes
