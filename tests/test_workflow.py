@@ -99,8 +99,21 @@ def test_selection_answers_targets(tiny_run):
     assert sel["clicks"].sum() == 10 and sel["score"].is_monotonic_decreasing and not sel["reserve"].any()
     a1 = pd.read_csv(base / "round1/answers.csv")
     a2 = pd.read_csv(base / "round2/answers.csv")
-    assert list(a2.columns) == ["round", "image", "region", "label", "pixels", "clicks", "classes"]
+    assert list(a2.columns) == [
+        "round",
+        "image",
+        "region",
+        "label",
+        "pixels",
+        "clicks",
+        "classes",
+        "annotator",
+        "time",
+        "asked",
+    ]
     assert (a2["classes"] == a2["label"]).all()  # a dominant answer's class set is its label
+    # the simulator answered each of its own round's queries, at no recorded time
+    assert (a2["annotator"] == "simulated").all() and a2["time"].isna().all() and (a2["asked"] == a2["round"]).all()
     pd.testing.assert_frame_equal(a2.iloc[: len(a1)], a1)  # answers are append-only
     assert (a2[len(a1) :]["round"] == 2).all()
     stats = json.loads((base / "round2/annotation_stats.json").read_text())

@@ -229,13 +229,25 @@ def exchange(request: dict) -> dict:
     return reply | answers(tasks, request, emails)
 
 
+def export_tasks(request: dict) -> dict:
+    """Write the tasks of ``request`` as a Label Studio import file (JSON, with their predictions) at ``out``."""
+    with np.load(request["masks"]) as masks:
+        payload = [task_payload(t, masks[t["key"]], request["model_version"]) for t in request["tasks"]]
+    out = Path(request["out"])
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(out)
+    return {"tasks": len(payload)}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m adaspx.label_studio REQUEST.json", file=sys.stderr)
         return 2
     try:
-        reply = exchange(json.loads(Path(argv[0]).read_text()))
+        request = json.loads(Path(argv[0]).read_text())
+        reply = export_tasks(request) if request.get("action") == "export" else exchange(request)
     except ExchangeError as err:
         print(err, file=sys.stderr)
         return 2
