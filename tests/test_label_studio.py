@@ -7,6 +7,7 @@ import copy
 import glob
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import h5py
@@ -347,3 +348,53 @@ def test_a_person_answers_a_region_by_clicking_in_the_label_studio_page(server, 
     people = pd.read_csv(tmp_path / "people.csv", dtype={"image": str})
     row = people[(people["image"] + "_r" + people["region"].astype(str)) == clicked]
     assert row["label"].tolist() == [len(classes) - 1] and row["annotator"].tolist() == [server.email]
+
+
+def test_label_studio_export_round_trips_through_the_server_pixel_for_pixel(server, asked_round, tmp_path):
+    """adaspx export --format label-studio, imported into Label Studio, answered there, exported by Label Studio
+    and read back with adaspx import: the masks are the regions' pixels, the answers the people's."""
+    from adaspx.cli import main
+
+    work, _ = asked_round
+    folder = round_dir(work, 0)
+    classes = json.loads((work / "results/tiny/manifest.json").read_text())["classes"]
+    out = tmp_path / "tasks.json"
+    argv = ["export", str(folder), "--format", "label-studio", "-o", str(out), "--python", str(ls.LS_PYTHON)]
+    assert main(argv) == 0
+    tasks = json.loads(out.read_text())
+    # the masks, decoded by label-studio-sdk, are exactly the queried regions
+    decode = (
+        "import json, sys, numpy as np\n"
+        "from label_studio_sdk.converter.brush import decode_rle\n"
+        "masks = {}\n"
+        "for t in json.load(open(sys.argv[1])):\n"
+        "    for r in t['predictions'][0]['result']:\n"
+        "        h, w = r['original_height'], r['original_width']\n"
+        "        masks[r['id']] = decode_rle(r['value']['rle']).reshape(h, w, 4)[:, :, 3] > 0\n"
+        "np.savez(sys.argv[2], **masks)\n"
+    )
+    subprocess.run([str(ls.LS_PYTHON), "-c", decode, str(out), str(tmp_path / "masks.npz")], check=True)
+    with np.load(tmp_path / "masks.npz") as masks:
+        keys = sorted(masks.files)
+        for key in keys:
+            image, region = key.rsplit("_r", 1)
+            np.testing.assert_array_equal(masks[key], region_map(work, 0, image) == int(region), err_msg=key)
+    assert len(keys) == len(pd.read_csv(folder / "selection.csv"))
+
+    config = out.with_suffix(".xml").read_text()
+    project = ls.api(server, "POST", "/api/projects", {"title": "offline", "label_config": config})
+    ls.api(server, "POST", f"/api/projects/{project['id']}/import", tasks)
+    choice = choices_for(work, 0, keys, classes)
+    for t in ls.tasks(server, project["id"]):
+        ls.answer(server, t, {k: choice[k] for k in keys_of(t)})
+    exported = ls.api(server, "GET", f"/api/projects/{project['id']}/export?exportType=JSON")
+    (tmp_path / "export.json").write_text(json.dumps(exported))
+    people = tmp_path / "people.csv"
+    argv = ["import", str(folder), str(tmp_path / "export.json"), "--format", "label-studio", "-o", str(people)]
+    assert main(argv) == 0
+    got = pd.read_csv(people, dtype={"image": str})
+    got_keys = (got["image"] + "_r" + got["region"].astype(str)).tolist()
+    assert sorted(got_keys) == keys
+    want = [IGNORE_INDEX if choice[k] == VOID_CHOICE else classes.index(choice[k]) for k in got_keys]
+    me = ls.api(server, "GET", "/api/current-user/whoami")
+    assert got["label"].tolist() == want and (got["annotator"] == f"user {me['id']}").all()  # the export has no email

@@ -278,9 +278,13 @@ def _read_label_studio(q: Queries, path: Path, data: list) -> dict:
     for t in data:
         for a in t.get("annotations") or []:
             by = a.get("completed_by")
-            if isinstance(by, dict):  # the export inlines the user
+            if isinstance(by, dict):  # some exports inline the user
                 emails[by.get("id")] = by.get("email", "")
                 a["completed_by"] = by.get("id")
+            elif a.get("created_username"):  # others name it "<email>, <id>"
+                emails[by] = a["created_username"].rsplit(",", 1)[0].strip()
+            else:  # Label Studio's JSON export gives the user's id only
+                emails.setdefault(by, f"user {by}")
     reply = answers(tasks, request, emails)
     for f in reply["foreign"]:
         raise HandoffError(f"{path}: task {f['task']} (image {f['image']}): region {f['id']} was never queried")
