@@ -104,6 +104,12 @@ WORKFLOW_ONLY = {
     "fidelity",
     "al.oracle_warmup",
     "infer.keep",
+    # who answers, and where the Label Studio server is: ask_people takes them without defaults
+    "annotator.kind",
+    "annotator.label_studio.url",
+    "annotator.label_studio.token_env",
+    "annotator.label_studio.python",
+    "annotator.label_studio.document_root",
 }
 
 

@@ -11,8 +11,10 @@ rule ask_people:
     log:
         f"{ROUND_LOGS}/ask_people.log",
     localrule: True
+    conda:
+        CONDA_ENV
     params:
-        label_studio=label_studio_settings,
+        projects=label_studio_projects,
         provenance=provenance,
     script:
         "../scripts/ask_people.py"

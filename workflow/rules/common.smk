@@ -246,11 +246,11 @@ def project_key(exp, seed, r):
     return f"adaspx {os.path.abspath(round_dir(exp, seed, r))}"
 
 
-def label_studio_settings(w):
-    """annotator.label_studio.*, the round's project key and those of the rounds before it, read again for
-    answers changed since they were recorded."""
+def label_studio_projects(w):
+    """The round's project key and those of the rounds before it, read again for answers changed since they were
+    recorded. (annotator.label_studio.*, where the server is, changes no answer: ask_people reads it from the
+    config, so that moving the server reruns nothing.)"""
     return {
-        **config["annotator"]["label_studio"],
         "project": project_key(w.experiment, w.seed, w.round),
         "earlier_projects": [
             project_key(w.experiment, w.seed, k) for k in range(int(w.round))

@@ -8,6 +8,7 @@ with log_to(snakemake.log[0]):
         list(i.regions),
         people_csv=snakemake.output.people,
         earlier_people=list(i.earlier),
-        **snakemake.params.label_studio,
+        **snakemake.params.projects,
+        **snakemake.config["annotator"]["label_studio"],
         **snakemake.params.provenance,
     )
