@@ -2,10 +2,11 @@
 
 label-studio-sdk pins numpy and opencv apart from adaspx (requirements/label-studio.txt), so this module runs under
 the Python of that environment, called by :mod:`adaspx.pipeline.people` as
-``python -m adaspx.label_studio REQUEST.json``, and imports nothing of adaspx and nothing beyond the standard
+``python -P .../adaspx/label_studio.py REQUEST.json``, and imports nothing of adaspx and nothing beyond the standard
 library, numpy and label-studio-sdk. It reads and writes no artifact: the request (JSON) names the project, the
-tasks and a ``.npz`` of query maps; the reply (JSON on stdout) is what the server holds. Failures (server down,
-wrong token, an API error) end it with one line on stderr and exit status 2.
+tasks and a ``.npz`` of query maps; the reply (JSON, into the request's ``reply`` file) is what the server holds.
+Failures (server down, wrong token, an API error) end it with one line on stderr and exit status 2. With
+``"action": "export"`` it writes the tasks as a Label Studio import file instead (``adaspx export``).
 
 One project per round (its description is the round's key), one task per queried image, keyed by ``data.adaspx_image``;
 every queried region is a brush region of the task's prediction with the id ``"<image>_r<region>"``, and its answer
@@ -243,7 +244,7 @@ def export_tasks(request: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m adaspx.label_studio REQUEST.json", file=sys.stderr)
+        print("usage: python -P label_studio.py REQUEST.json", file=sys.stderr)
         return 2
     try:
         request = json.loads(Path(argv[0]).read_text())
@@ -251,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except ExchangeError as err:
         print(err, file=sys.stderr)
         return 2
-    json.dump(reply, sys.stdout)
+    Path(request["reply"]).write_text(json.dumps(reply))  # a file, not stdout: libraries may print there
     return 0
 
 

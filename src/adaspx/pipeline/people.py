@@ -169,13 +169,14 @@ def _run_bridge(python: str, request: dict, request_path: Path) -> dict:
             f"annotator.label_studio.python: {python} not found (the environment with label-studio-sdk: "
             "make label-studio creates .venv-label-studio)"
         )
-    request_path.write_text(json.dumps(request))
+    reply = request_path.with_name("reply.json")
+    request_path.write_text(json.dumps({**request, "reply": str(reply)}))
     # -P: the bridge's folder (adaspx's own modules) is not put on sys.path; it imports only numpy and the SDK
     proc = subprocess.run([python, "-P", str(BRIDGE), str(request_path)], capture_output=True, text=True)
     if proc.returncode != 0:
         lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
         raise PeopleError(lines[-1])
-    return json.loads(proc.stdout)
+    return json.loads(reply.read_text())
 
 
 def _answers(reply: dict, classes: list[str]) -> pd.DataFrame:
