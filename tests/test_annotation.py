@@ -914,3 +914,57 @@ def test_shipped_default_min_pixels_sieves_with_the_derived_minimum(stage, tmp_p
     sieved, sieved_every = _sieved_regions(d, out, ids[1]), _sieved_regions(d, out_every, ids[1])
     assert sieved == {r for r in sieved_every if sizes[r] >= 320}
     assert sieved and sieved != sieved_every  # regions on both sides of the minimum lose pixels when sieved
+
+
+@pytest.mark.parametrize("overlap", ["painter", "latest"])
+def test_people_answers_and_a_correction_of_an_earlier_answer_make_the_targets(stage, tmp_path, overlap):
+    from adaspx.h5io import Artifact
+    from adaspx.pipeline.people import PEOPLE_COLUMNS, PeopleError
+
+    d, ids = stage
+    with Artifact(d / "base.h5") as base:
+        maps = {i: base.get("labels", i) for i in ids}
+    out1, _ = _annotate(d, tmp_path, _selection(d, ids, 0, 4), round=1, sieve=False)
+    prev = (str(out1["answers_csv"]), str(out1["answers_h5"]), None)
+    with Artifact(out1["targets_h5"]) as t:
+        before = t.get("labels", ids[0])
+    # round 2 asks two regions of image 1; a person answers class 3 and "can't tell", and changes round 1's
+    # answer to the first region of image 0 to class 5
+    sel2 = _selection(d, ids, 1, 2)
+    ra, rb = sel2["region"].tolist()
+    r0 = int(np.unique(maps[ids[0]])[0])
+    people = pd.DataFrame(
+        [(2, ids[1], ra, 3, "a@example.com", "t1", 7, 1), (2, ids[1], rb, 255, "a@example.com", "t1", 7, 1),
+         (1, ids[0], r0, 5, "b@example.com", "t2", 3, 2)],
+        columns=PEOPLE_COLUMNS,
+    )  # fmt: skip
+    people.to_csv(tmp_path / "people.csv", index=False)
+    kw = dict(round=2, prev=prev, sieve=False, overlap=overlap, people_csv=str(tmp_path / "people.csv"))
+    with pytest.raises(ValueError, match="corrects answers of round 1, whose region maps are not given"):
+        _annotate(d, tmp_path, sel2, **kw)
+    out2, stats = _annotate(d, tmp_path, sel2, earlier_regions={1: [str(d / "base.h5")]}, **kw)
+
+    with Artifact(out2["targets_h5"]) as t:
+        got0, got1 = t.get("labels", ids[0]), t.get("labels", ids[1])
+    want0 = before.copy()
+    want0[maps[ids[0]] == r0] = 5  # the correction relabels its whole region, over what was there
+    want1 = np.full(maps[ids[1]].shape, 255, np.uint8)
+    want1[maps[ids[1]] == ra] = 3  # "can't tell" labels nothing
+    np.testing.assert_array_equal(got0, want0)
+    np.testing.assert_array_equal(got1, want1)
+    answers = pd.read_csv(out2["answers_csv"], dtype={"image": str})
+    new = answers[answers["round"] == 2]
+    assert new[["image", "region", "label", "clicks", "annotator", "asked"]].values.tolist() == [
+        [ids[0], r0, 5, 0, "b@example.com", 1],
+        [ids[1], ra, 3, 1, "a@example.com", 2],
+        [ids[1], rb, 255, 1, "a@example.com", 2],
+    ]
+    assert new["pixels"].tolist() == [int((maps[i] == r).sum()) for i, r in ((ids[0], r0), (ids[1], ra), (ids[1], rb))]
+    assert stats["corrections_round"] == 1 and stats["regions_round"] == 2 and stats["clicks_round"] == 2
+    # an answer to a round still to come is refused
+    people.loc[2, "asked"] = 3
+    people.to_csv(tmp_path / "people.csv", index=False)
+    (tmp_path / "later").mkdir()
+    with pytest.raises(PeopleError, match="answers a query of round 3"):
+        _annotate(d, tmp_path / "later", sel2, **kw)
+    assert list((tmp_path / "later").iterdir()) == [tmp_path / "later" / "sel2.csv"]  # nothing written
