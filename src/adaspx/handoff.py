@@ -25,7 +25,7 @@ import pandas as pd
 from adaspx import IGNORE_INDEX
 from adaspx.h5io import MultiArtifact, atomic_write_text, write_csv
 from adaspx.label_studio import label_config, region_key
-from adaspx.pipeline.people import PEOPLE_COLUMNS, VOID_CHOICE, _run_bridge, _write_query_maps
+from adaspx.pipeline.people import PEOPLE_COLUMNS, VOID_CHOICE, _run_bridge, query_tasks
 from adaspx.show import Round, find_manifest, open_pool
 
 FORMATS = ("label-studio", "cvat", "coco")
@@ -160,8 +160,6 @@ def _cvat(q: Queries) -> ET.Element:
 
 
 def _label_studio(q: Queries, out: Path, python: str | None, document_root: str) -> None:
-    from adaspx.pipeline.people import _local_files_url
-
     if python is None:
         raise HandoffError(
             "the label-studio format needs --python, the Python of the environment with label-studio-sdk"
@@ -169,10 +167,7 @@ def _label_studio(q: Queries, out: Path, python: str | None, document_root: str)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export.") as tmp:
         masks = Path(tmp) / "queries.npz"
-        tasks = _write_query_maps(masks, q.selection, q.region_paths)
-        for t in tasks:
-            path = Path(q.ds.image_path(t["image"])).resolve()
-            t["url"] = _local_files_url(path, Path(document_root).resolve(), t["image"])
+        tasks = query_tasks(masks, q.selection, q.region_paths, q.ds, document_root)
         request = {"action": "export", "out": str(out), "masks": str(masks), "tasks": tasks,
                    "model_version": f"round{q.number}"}  # fmt: skip
         _run_bridge(python, request, Path(tmp) / "request.json")

@@ -267,8 +267,9 @@ def annotate(
                     amap, amap_rows = np.zeros(gt.shape, dtype=np.uint16), np.zeros(0, dtype=np.int64)
                 first = first_row[image_id] + (len(by_image[image_id]) if image_id in by_image else 0)
                 fix = fix_by_image[image_id][["asked", "region", "label", "annotator", "time"]]
+                old_maps = {k: earlier_maps[k].get("labels", image_id) for k in set(fix["asked"].astype(int))}
                 for j, (asked, rid, lab, by, at) in enumerate(fix.itertuples(index=False)):
-                    pixels = np.flatnonzero(earlier_maps[int(asked)].get("labels", image_id) == rid)
+                    pixels = np.flatnonzero(old_maps[int(asked)] == rid)
                     if not pixels.size:
                         raise ValueError(f"{people_csv}: image {image_id}: round {asked} has no region {rid}")
                     k = len(amap_rows)

@@ -79,35 +79,34 @@ def ask_people(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".ask_people.") as tmp:
         masks = Path(tmp) / "queries.npz"
-        tasks = _write_query_maps(masks, selection, region_paths)
-        root = Path(document_root).resolve()
-        paths = {t["image"]: Path(ds.image_path(t["image"])).resolve() for t in tasks}
-        for t in tasks:
-            t["url"] = _local_files_url(paths[t["image"]], root, t["image"])
+        tasks = query_tasks(masks, selection, region_paths, ds, document_root)
+        history = [_read_people_csv(p) for p in earlier_people]
         request = {
             "url": url,
             "token_env": token_env,
             "title": f"{experiment} seed{seed} round{round}"[:50],  # Label Studio titles hold 50 characters
             "description": project,
-            "label_config": _label_config(classes, getattr(ds, "colors", None)),
-            "storage_path": os.path.commonpath([str(p.parent) for p in paths.values()]) if paths else None,
+            "label_config": label_config(classes, getattr(ds, "colors", None), VOID_CHOICE),
+            "storage_path": os.path.commonpath([str(Path(t["path"]).parent) for t in tasks]) if tasks else None,
             "model_version": f"round{round}",
             "masks": str(masks),
             "tasks": tasks,
-            "earlier": [_earlier(key, path) for key, path in zip(earlier_projects, earlier_people, strict=True)],
+            "earlier": [_earlier(key, frame) for key, frame in zip(earlier_projects, history, strict=True)],
         }
         reply = _run_bridge(python, request, Path(tmp) / "request.json")
     people = _answers(reply, classes).assign(asked=round)
-    history = [pd.read_csv(p, dtype={"image": str, "annotator": str, "time": str}) for p in earlier_people]
     fixes = _corrections(reply, history, classes)
     if len(fixes):
         log.info("%d answers of earlier rounds were changed in Label Studio: recorded as new answers", len(fixes))
     write_csv(out, pd.concat([people, fixes], ignore_index=True)[PEOPLE_COLUMNS])
 
 
-def _earlier(key: str, people_csv) -> dict:
-    """What the bridge reads again of an earlier round: its project, the regions asked there."""
-    people = pd.read_csv(people_csv, dtype={"image": str})
+def _read_people_csv(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"image": str, "annotator": str, "time": str})
+
+
+def _earlier(key: str, people: pd.DataFrame) -> dict:
+    """What the bridge reads again of an earlier round (its ``people.csv``): its project, the regions asked there."""
     asked = int(people["asked"].max()) if len(people) else None
     own = people[people["asked"] == asked]
     tasks = [{"image": i, "regions": g["region"].tolist()} for i, g in own.groupby("image", sort=False)]
@@ -145,6 +144,17 @@ def _write_query_maps(path: Path, selection: pd.DataFrame, region_paths: Sequenc
     return tasks
 
 
+def query_tasks(path: Path, selection: pd.DataFrame, region_paths: Sequence[str], ds, document_root) -> list[dict]:
+    """The tasks of the queried images, their query maps written to the ``.npz`` at ``path``: each with the image's
+    file (``path``) and the URL Label Studio serves it under, from below ``document_root``."""
+    root = Path(document_root).resolve()
+    tasks = _write_query_maps(path, selection, region_paths)
+    for t in tasks:
+        file = Path(ds.image_path(t["image"])).resolve()
+        t.update(path=str(file), url=_local_files_url(file, root, t["image"]))
+    return tasks
+
+
 def _local_files_url(path: Path, root: Path, image_id: str) -> str:
     """The URL under which Label Studio serves a local file (``/data/local-files/?d=<path under its root>``)."""
     try:
@@ -155,11 +165,6 @@ def _local_files_url(path: Path, root: Path, image_id: str) -> str:
             "server serves local files from (LOCAL_FILES_DOCUMENT_ROOT)"
         ) from None
     return "/data/local-files/?d=" + quote(str(rel))
-
-
-def _label_config(classes: list[str], colours) -> str:
-    """The labelling interface (built by the bridge's own function, which runs here as well: it needs no SDK)."""
-    return label_config(classes, colours, VOID_CHOICE)
 
 
 def _run_bridge(python: str, request: dict, request_path: Path) -> dict:
@@ -185,21 +190,15 @@ def _answers(reply: dict, classes: list[str]) -> pd.DataFrame:
     where = f"project {reply['project_url']}"
     for f in reply["foreign"]:
         raise PeopleError(f"{where}: task {f['task']} (image {f['image']}): region {f['id']} was never queried")
-    index = {name: k for k, name in enumerate(classes)} | {VOID_CHOICE: IGNORE_INDEX}
     rows, still_open = [], 0
     for r in reply["regions"]:
-        name = f"task {r['task']} (image {r['image']}): region {region_key(r['image'], r['region'])}"
         if r["status"] == "deleted":
-            raise PeopleError(f"{where}: {name} was deleted from annotation {r['annotation']}; restore it")
+            raise PeopleError(f"{where}: {_name(r)} was deleted from annotation {r['annotation']}; restore it")
         if r["status"] == "open":
             still_open += 1
             continue
-        choice = r["choices"][0] if len(r["choices"]) == 1 else None
-        if choice not in index:
-            raise PeopleError(f"{where}: {name} is answered {r['choices']!r}, not one of {classes + [VOID_CHOICE]}")
-        rows.append(
-            (r["image"], int(r["region"]), index[choice], r["annotator"], r["time"], r["task"], r["annotation"])
-        )
+        label = _label(r, classes, where)
+        rows.append((r["image"], int(r["region"]), label, r["annotator"], r["time"], r["task"], r["annotation"]))
     if still_open:
         total = len(reply["regions"])
         raise StillOpen(f"{still_open} of {total} queried regions are still open: {reply['project_url']}")
@@ -243,7 +242,7 @@ def _corrections(reply: dict, history: list[pd.DataFrame], classes: list[str]) -
 def read_people(path, selection: pd.DataFrame, num_classes: int, round: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``people.csv`` of round ``round``: its answers to the selected regions, indexed by (image, region) and
     checked against them, and the corrections of earlier rounds' answers (``asked`` < ``round``), in file order."""
-    people = pd.read_csv(path, dtype={"image": str, "annotator": str, "time": str})
+    people = _read_people_csv(path)
     missing = [c for c in PEOPLE_COLUMNS if c not in people]
     if missing:
         raise PeopleError(f"{path}: columns {missing} missing")
